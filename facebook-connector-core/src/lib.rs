@@ -1,0 +1,12 @@
+//! The core of the Facebook connector: domain types, the record parser and payload builder,
+//! the ports (traits) the adapters implement, and (next) the generic delivery engine.
+//!
+//! This crate does no HTTP and no SQL. See `ARCHITECTURE.md` at the repository root.
+
+pub mod domain;
+pub mod error;
+pub mod member;
+pub mod payload;
+pub mod ports;
+
+pub use error::{BoxError, Error, InvalidValue, Result};

@@ -1,0 +1,245 @@
+//! Storage ports. Every method is one atomic unit of work: a backend runs it in one transaction,
+//! so a failure part-way leaves nothing behind.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::domain::{
+    AdAccount, Audience, Checkpoint, ClaimedJob, Command, CompanyId, DeliveryCounters,
+    EncryptedToken, FacebookUser, Job, JobId, JobStatus, Lease, NewCommand, ProfileId,
+    QueueStats, RetryOutcome, Revision, Settings, SettingsId, StoredProfile, WorkerId,
+};
+use crate::error::Result;
+
+/// The connector's profiles (token, ad account, delivery state).
+#[cfg_attr(any(test, feature = "testkit"), mockall::automock)]
+#[async_trait]
+pub trait ProfileStore: Send + Sync {
+    /// Inserts a new profile; [`Error::Conflict`](crate::Error::Conflict) if the id exists.
+    async fn insert_profile(&self, profile: &StoredProfile) -> Result<()>;
+
+    /// One profile, archived or not.
+    async fn get_profile(&self, id: ProfileId) -> Result<Option<StoredProfile>>;
+
+    /// The company's profiles, oldest first (archived ones included).
+    async fn list_profiles(&self, company_id: CompanyId) -> Result<Vec<StoredProfile>>;
+
+    /// Refreshes the ad account details (e.g. when a profile is enabled again).
+    async fn update_ad_account(&self, id: ProfileId, ad_account: &AdAccount) -> Result<()>;
+
+    /// Sets or clears the profile-wide audience.
+    async fn set_audience(&self, id: ProfileId, audience: Option<Audience>) -> Result<()>;
+
+    /// Marks the profile `needs_reauth` and pauses its queued and retrying jobs, atomically.
+    /// Returns how many jobs were paused. Idempotent.
+    async fn mark_needs_reauth(
+        &self,
+        id: ProfileId,
+        reason: &str,
+        now: OffsetDateTime,
+    ) -> Result<u64>;
+
+    /// Stores a fresh token, sets the delivery state back to `ok` and resumes the profile's
+    /// paused jobs, atomically. Returns how many jobs were resumed.
+    async fn reauthorize(
+        &self,
+        id: ProfileId,
+        token: &EncryptedToken,
+        token_issued_at: Option<OffsetDateTime>,
+        user: &FacebookUser,
+        now: OffsetDateTime,
+    ) -> Result<u64>;
+
+    /// Marks the profile archived; its token is no longer used and its waiting jobs fail with
+    /// "profile archived". Returns whether it existed and was not archived already.
+    async fn archive_profile(&self, id: ProfileId, now: OffsetDateTime) -> Result<bool>;
+}
+
+/// What asking to create a target's settings found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SettingsClaim {
+    /// The target already has an audience.
+    Existing(Settings),
+    /// The caller may create the audience now and must then call
+    /// [`SettingsStore::save_settings`] (or [`SettingsStore::release_settings`] on failure)
+    /// before the claim expires.
+    Claimed,
+    /// Another worker is creating it; try again after `until`.
+    HeldByOther {
+        /// When the other worker's claim runs out.
+        until: OffsetDateTime,
+    },
+}
+
+/// Settings per delivery target, with creation guarded so two workers never create two
+/// audiences for one settings id.
+#[cfg_attr(any(test, feature = "testkit"), mockall::automock)]
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    /// The target's settings, if its audience was resolved before.
+    async fn get_settings(&self, id: SettingsId) -> Result<Option<Settings>>;
+
+    /// Returns existing settings, or grants `owner` the exclusive right to create them for
+    /// `ttl`, or says who holds that right.
+    async fn claim_settings(
+        &self,
+        id: SettingsId,
+        owner: &WorkerId,
+        ttl: Duration,
+        now: OffsetDateTime,
+    ) -> Result<SettingsClaim>;
+
+    /// Saves the audience for the target (releasing `owner`'s claim). Overwrites an existing
+    /// audience (used when the stored audience vanished from Facebook).
+    async fn save_settings(
+        &self,
+        id: SettingsId,
+        audience_id: &crate::domain::AudienceId,
+        owner: &WorkerId,
+        now: OffsetDateTime,
+    ) -> Result<Settings>;
+
+    /// Gives up `owner`'s claim without saving (audience creation failed).
+    async fn release_settings(&self, id: SettingsId, owner: &WorkerId) -> Result<()>;
+}
+
+/// Whether recording an event changed anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// The command and its jobs were stored and the cursor advanced.
+    Recorded,
+    /// The revision was recorded before; nothing changed (replays are no-ops).
+    AlreadyRecorded,
+}
+
+/// Filter for listing commands.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommandFilter {
+    /// Only this profile's commands.
+    pub profile_id: Option<ProfileId>,
+    /// Only commands with at least one file in this state (`pending`, `delivered`, `failed`).
+    pub file_status: Option<String>,
+    /// Only revisions strictly below this one (paging, newest first).
+    pub before: Option<Revision>,
+    /// At most this many (the backend caps it).
+    pub limit: u32,
+}
+
+/// Commands, the revision cursor and the atomic "record an event" step.
+#[cfg_attr(any(test, feature = "testkit"), mockall::automock)]
+#[async_trait]
+pub trait CommandStore: Send + Sync {
+    /// The last revision whose event was fully recorded, if any.
+    async fn cursor(&self) -> Result<Option<Revision>>;
+
+    /// In one transaction: store the command (if any) keyed by `revision`, enqueue its jobs
+    /// (runnable at `now`), and advance the cursor to `revision` (never backwards). An event
+    /// that yields no command (unknown kind, connection gone, nothing to backfill) passes
+    /// `None` and only moves the cursor. Replaying a recorded revision changes nothing.
+    async fn record_event(
+        &self,
+        revision: Revision,
+        command: Option<NewCommand>,
+        now: OffsetDateTime,
+    ) -> Result<RecordOutcome>;
+
+    /// One command with its files' statuses and counters.
+    async fn get_command(&self, revision: Revision) -> Result<Option<Command>>;
+
+    /// Commands, newest first.
+    async fn list_commands(&self, filter: &CommandFilter) -> Result<Vec<Command>>;
+}
+
+/// Filter for listing jobs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Only this command's jobs.
+    pub revision: Option<Revision>,
+    /// Only this profile's jobs.
+    pub profile_id: Option<ProfileId>,
+    /// Only jobs in this state.
+    pub status: Option<JobStatus>,
+    /// At most this many (the backend caps it).
+    pub limit: u32,
+}
+
+/// The durable job queue. Many workers may share it; each job is leased by at most one at a
+/// time. Every operation taking a [`Lease`] fails with
+/// [`Error::Conflict`](crate::Error::Conflict) and changes nothing when the lease is no longer
+/// the current one.
+#[cfg_attr(any(test, feature = "testkit"), mockall::automock)]
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Leases the next runnable job: queued with `run_at <= now` and its profile not paused, or
+    /// running with an expired lease; oldest first. Counts the attempt.
+    async fn claim(
+        &self,
+        owner: &WorkerId,
+        lease_for: Duration,
+        now: OffsetDateTime,
+    ) -> Result<Option<ClaimedJob>>;
+
+    /// Extends a lease; returns the new lease.
+    async fn heartbeat(
+        &self,
+        lease: &Lease,
+        extend_by: Duration,
+        now: OffsetDateTime,
+    ) -> Result<Lease>;
+
+    /// Records progress after Facebook acknowledged a batch (also copies the counters to the
+    /// command's file entry).
+    async fn checkpoint(&self, lease: &Lease, checkpoint: &Checkpoint) -> Result<()>;
+
+    /// Finishes the job and marks its file `delivered` with the final counters.
+    async fn complete(
+        &self,
+        lease: &Lease,
+        counters: &DeliveryCounters,
+        now: OffsetDateTime,
+    ) -> Result<()>;
+
+    /// Fails the job for good and marks its file `failed` with `reason`.
+    async fn fail(
+        &self,
+        lease: &Lease,
+        reason: &str,
+        counters: &DeliveryCounters,
+        now: OffsetDateTime,
+    ) -> Result<()>;
+
+    /// Releases the job to run again at `run_at`, keeping its checkpoint; if no attempts are
+    /// left, fails it (and its file) with `reason` instead.
+    async fn retry_at(
+        &self,
+        lease: &Lease,
+        run_at: OffsetDateTime,
+        reason: &str,
+        now: OffsetDateTime,
+    ) -> Result<RetryOutcome>;
+
+    /// Releases the job as `paused` (its profile's token stopped working). The attempt is not
+    /// counted against `max_attempts`.
+    async fn pause(&self, lease: &Lease, reason: &str, now: OffsetDateTime) -> Result<()>;
+
+    /// Operator retry: puts failed (or paused) jobs of a revision, or one job, back in the
+    /// queue with fresh attempts and their files back to `pending`. Checkpoints are kept, so
+    /// acknowledged batches are not sent twice. Returns how many jobs were requeued.
+    async fn requeue(
+        &self,
+        revision: Revision,
+        job_id: Option<JobId>,
+        now: OffsetDateTime,
+    ) -> Result<u64>;
+
+    /// One job.
+    async fn get_job(&self, id: JobId) -> Result<Option<Job>>;
+
+    /// Jobs matching the filter, newest first.
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>>;
+
+    /// Jobs per status.
+    async fn stats(&self) -> Result<QueueStats>;
+}

@@ -1,0 +1,1 @@
+//! Work in progress: implemented by its own issue.
