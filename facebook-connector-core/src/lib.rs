@@ -6,7 +6,9 @@
 pub mod domain;
 pub mod error;
 pub mod member;
+pub mod normalize;
 pub mod payload;
 pub mod ports;
+pub mod source;
 
 pub use error::{BoxError, Error, InvalidValue, Result};

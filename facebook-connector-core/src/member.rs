@@ -1,8 +1,14 @@
-//! Facebook audience member keys (the payload schema vocabulary).
+//! Facebook audience member keys (the payload schema vocabulary) and [`AudienceMember`], the
+//! final values of one record.
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+use crate::error::InvalidValue;
 
 /// A Custom Audience schema key. The declaration order is the fixed payload schema order of
 /// normalization.md (`Ord` follows it).
@@ -100,6 +106,249 @@ impl fmt::Display for MemberKey {
     }
 }
 
+
+/// Length of a SHA-256 digest in lowercase hex.
+pub const HASH_HEX_LEN: usize = 64;
+
+/// SHA-256 of `input` as 64 lowercase hex bytes, on the stack.
+pub fn sha256_hex(input: &[u8]) -> [u8; HASH_HEX_LEN] {
+    let digest = Sha256::digest(input);
+    let mut out = [0u8; HASH_HEX_LEN];
+    // 32 bytes always encode into exactly 64 hex bytes, so this cannot fail.
+    let _ = const_hex::encode_to_slice(digest.as_slice(), &mut out);
+    out
+}
+
+/// Whether `s` is exactly 64 lowercase hex characters.
+pub fn is_lower_hex64(s: &[u8]) -> bool {
+    s.len() == HASH_HEX_LEN && s.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The final values of one record, per [`MemberKey`]: hashed keys hold 64 lowercase hex
+/// characters (stored inline, no heap allocation), `MADID` holds the normalized id in clear.
+///
+/// Iteration, [`AudienceMember::to_json`] and the serde form all follow the schema order. The
+/// serde form is an object of the present keys and their final values (`{}` when empty).
+#[derive(Clone)]
+pub struct AudienceMember {
+    /// Bit `k.index()` set when key `k` has a value.
+    present: u16,
+    /// Hex values of the hashed keys, indexed by [`MemberKey::index`] (the MADID slot is unused).
+    hashes: [[u8; HASH_HEX_LEN]; 14],
+    /// The MADID value (empty when absent).
+    madid: String,
+}
+
+impl Default for AudienceMember {
+    fn default() -> Self {
+        AudienceMember {
+            present: 0,
+            hashes: [[0; HASH_HEX_LEN]; 14],
+            madid: String::new(),
+        }
+    }
+}
+
+impl AudienceMember {
+    /// A member without any value.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The final value of `key`, if present.
+    pub fn get(&self, key: MemberKey) -> Option<&str> {
+        if !self.has(key) {
+            return None;
+        }
+        if key == MemberKey::MADID {
+            Some(&self.madid)
+        } else {
+            std::str::from_utf8(&self.hashes[key.index()]).ok()
+        }
+    }
+
+    /// Whether `key` has a value.
+    pub fn has(&self, key: MemberKey) -> bool {
+        self.present & (1 << key.index()) != 0
+    }
+
+    /// Present keys and their values, in schema order.
+    pub fn iter(&self) -> impl Iterator<Item = (MemberKey, &str)> + '_ {
+        MemberKey::ALL
+            .into_iter()
+            .filter_map(move |k| self.get(k).map(|v| (k, v)))
+    }
+
+    /// The present keys as a bit set (bit [`MemberKey::index`]).
+    pub fn key_mask(&self) -> u16 {
+        self.present
+    }
+
+    /// Number of present keys.
+    pub fn len(&self) -> usize {
+        self.present.count_ones() as usize
+    }
+
+    /// Whether no key has a value.
+    pub fn is_empty(&self) -> bool {
+        self.present == 0
+    }
+
+    /// Whether the member may be sent: it has EMAIL, PHONE or MADID, or both FN and LN.
+    pub fn is_matchable(&self) -> bool {
+        self.has(MemberKey::EMAIL)
+            || self.has(MemberKey::PHONE)
+            || self.has(MemberKey::MADID)
+            || (self.has(MemberKey::FN) && self.has(MemberKey::LN))
+    }
+
+    /// Sets a final value after checking it: hashed keys need 64 hex characters (stored
+    /// lowercased), MADID a non-empty string (stored as given). For tests, tools and
+    /// deserialisation; the parser uses the unchecked crate-internal setters.
+    pub fn set(&mut self, key: MemberKey, value: &str) -> Result<(), InvalidValue> {
+        if key == MemberKey::MADID {
+            if value.is_empty() {
+                return Err(InvalidValue::new("madid", value, "must not be empty"));
+            }
+            self.set_madid(value);
+            return Ok(());
+        }
+        let bytes = value.as_bytes();
+        if bytes.len() != HASH_HEX_LEN || !bytes.iter().all(u8::is_ascii_hexdigit) {
+            return Err(InvalidValue::new(
+                key.as_str(),
+                value,
+                "expected 64 hex characters",
+            ));
+        }
+        let mut hex = [0u8; HASH_HEX_LEN];
+        for (d, s) in hex.iter_mut().zip(bytes) {
+            *d = s.to_ascii_lowercase();
+        }
+        self.set_hash(key, hex);
+        Ok(())
+    }
+
+    /// Removes the value of `key`.
+    pub fn remove(&mut self, key: MemberKey) {
+        self.present &= !(1 << key.index());
+        if key == MemberKey::MADID {
+            self.madid.clear();
+        } else {
+            self.hashes[key.index()] = [0; HASH_HEX_LEN];
+        }
+    }
+
+    /// Stores 64 lowercase hex bytes for a hashed key (no check).
+    pub(crate) fn set_hash(&mut self, key: MemberKey, hex: [u8; HASH_HEX_LEN]) {
+        debug_assert!(key.is_hashed());
+        self.hashes[key.index()] = hex;
+        self.present |= 1 << key.index();
+    }
+
+    /// Hashes an already normalized value into a hashed key.
+    pub(crate) fn set_hash_of(&mut self, key: MemberKey, normalized: &str) {
+        self.set_hash(key, sha256_hex(normalized.as_bytes()));
+    }
+
+    /// Stores the MADID (already normalized).
+    pub(crate) fn set_madid(&mut self, madid: &str) {
+        self.madid.clear();
+        self.madid.push_str(madid);
+        self.present |= 1 << MemberKey::MADID.index();
+    }
+
+    /// The member as a JSON object: present keys in schema order, `{}` when empty.
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(2 + self.len() * 80);
+        self.write_json(&mut out);
+        out
+    }
+
+    /// Appends [`AudienceMember::to_json`] to `out`.
+    pub fn write_json(&self, out: &mut String) {
+        out.push('{');
+        for (i, (k, v)) in self.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('"');
+            out.push_str(k.as_str());
+            out.push_str("\":");
+            write_json_str(out, v);
+        }
+        out.push('}');
+    }
+}
+
+/// Appends `s` as a JSON string literal (quotes included), escaping what JSON requires.
+pub(crate) fn write_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+    } else {
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 => {
+                    use std::fmt::Write;
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+    }
+    out.push('"');
+}
+
+impl PartialEq for AudienceMember {
+    fn eq(&self, other: &Self) -> bool {
+        self.present == other.present && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for AudienceMember {}
+
+impl fmt::Debug for AudienceMember {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for AudienceMember {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.len()))?;
+        for (k, v) in self.iter() {
+            map.serialize_entry(k.as_str(), v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for AudienceMember {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MemberVisitor;
+        impl<'de> Visitor<'de> for MemberVisitor {
+            type Value = AudienceMember;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of member keys and values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut member = AudienceMember::new();
+                while let Some((k, v)) = map.next_entry::<MemberKey, String>()? {
+                    member.set(k, &v).map_err(serde::de::Error::custom)?;
+                }
+                Ok(member)
+            }
+        }
+        deserializer.deserialize_map(MemberVisitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +373,58 @@ mod tests {
         }
         assert!(!MemberKey::MADID.is_hashed());
         assert!(MemberKey::EMAIL.is_hashed());
+    }
+
+    #[test]
+    fn sha256_hex_matches_facebook_vector() {
+        assert_eq!(
+            &sha256_hex(b"mary@example.com"),
+            b"f1904cf1a9d73a55fa5de0ac823c4403ded71afd4c3248d00bdcd0866552bb79"
+        );
+        assert!(is_lower_hex64(&sha256_hex(b"")));
+        assert!(!is_lower_hex64(b"F1904cf1a9d73a55fa5de0ac823c4403ded71afd4c3248d00bdcd0866552bb79"));
+    }
+
+    #[test]
+    fn member_accessors_json_and_serde() {
+        let mut m = AudienceMember::new();
+        assert!(m.is_empty());
+        assert_eq!(m.to_json(), "{}");
+        assert!(!m.is_matchable());
+        m.set_hash_of(MemberKey::LN, "smith");
+        m.set_hash_of(MemberKey::DOBD, "04");
+        assert!(!m.is_matchable());
+        m.set_hash_of(MemberKey::FN, "john");
+        assert!(m.is_matchable());
+        m.set_madid("ab-\"x");
+        let keys: Vec<MemberKey> = m.iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [MemberKey::DOBD, MemberKey::FN, MemberKey::LN, MemberKey::MADID]
+        );
+        let json = m.to_json();
+        assert!(json.starts_with(r#"{"DOBD":""#), "{json}");
+        assert!(json.ends_with(r#","MADID":"ab-\"x"}"#), "{json}");
+        assert_eq!(serde_json::to_string(&m).unwrap(), json);
+        let back: AudienceMember = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(m.len(), 4);
+        m.remove(MemberKey::MADID);
+        assert_eq!(m.get(MemberKey::MADID), None);
+        assert!(m.set(MemberKey::EMAIL, "xyz").is_err());
+        assert!(m.set(MemberKey::MADID, "").is_err());
+        m.set(MemberKey::EMAIL, &"A".repeat(64)).unwrap();
+        assert_eq!(m.get(MemberKey::EMAIL), Some("a".repeat(64).as_str()));
+        assert!(serde_json::from_str::<AudienceMember>(r#"{"EMAIL":"nothex"}"#).is_err());
+        assert!(serde_json::from_str::<AudienceMember>(r#"{"NOPE":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut out = String::new();
+        write_json_str(&mut out, "a\u{1}\n\\\"é");
+        assert_eq!(out, r#""a\u0001\n\\\"é""#);
+        let back: String = serde_json::from_str(&out).unwrap();
+        assert_eq!(back, "a\u{1}\n\\\"é");
     }
 }

@@ -1,0 +1,414 @@
+//! The normalization and validation rule of each key, as pure functions writing into a
+//! reusable scratch buffer (no allocation once the buffer has grown).
+
+use time::format_description::well_known::Rfc3339;
+use time::{Date, Month, OffsetDateTime, UtcOffset};
+use unicode_normalization::UnicodeNormalization;
+
+use crate::member::HASH_HEX_LEN;
+
+/// The result of checking one source value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// Nothing to use (empty after normalization): not a rejection.
+    Absent,
+    /// Present but invalid: a field rejection.
+    Invalid,
+    /// Valid; the normalized value is in the output buffer.
+    Valid,
+}
+
+fn push_lowercase(out: &mut String, s: &str) {
+    if s.is_ascii() {
+        out.extend(s.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+    } else {
+        out.extend(s.chars().flat_map(char::to_lowercase));
+    }
+}
+
+/// Pre-hashed values: trimmed, 64 hex characters, lowercased.
+pub(crate) fn hex64(raw: &str, out: &mut [u8; HASH_HEX_LEN]) -> Check {
+    let s = raw.trim().as_bytes();
+    if s.is_empty() {
+        return Check::Absent;
+    }
+    if s.len() != HASH_HEX_LEN || !s.iter().all(u8::is_ascii_hexdigit) {
+        return Check::Invalid;
+    }
+    for (d, b) in out.iter_mut().zip(s) {
+        *d = b.to_ascii_lowercase();
+    }
+    Check::Valid
+}
+
+/// Raw emails: trimmed, lowercased, exactly one `@` with text on both sides.
+pub(crate) fn email(raw: &str, out: &mut String) -> Check {
+    out.clear();
+    let s = raw.trim();
+    if s.is_empty() {
+        return Check::Absent;
+    }
+    let mut ats = s.match_indices('@');
+    let valid = match (ats.next(), ats.next()) {
+        (Some((at, _)), None) => at > 0 && at + 1 < s.len(),
+        _ => false,
+    };
+    if !valid {
+        return Check::Invalid;
+    }
+    push_lowercase(out, s);
+    Check::Valid
+}
+
+/// Raw phones: ASCII digits only, leading zeros dropped, 7–15 digits.
+pub(crate) fn phone(raw: &str, out: &mut String) -> Check {
+    out.clear();
+    for b in raw.bytes() {
+        if b.is_ascii_digit() && !(b == b'0' && out.is_empty()) {
+            out.push(char::from(b));
+        }
+    }
+    match out.len() {
+        0 => Check::Absent,
+        7..=15 => Check::Valid,
+        _ => Check::Invalid,
+    }
+}
+
+/// MADIDs: trimmed, lowercased (hyphens kept), non-empty.
+pub(crate) fn madid(raw: &str, out: &mut String) -> Check {
+    out.clear();
+    let s = raw.trim();
+    if s.is_empty() {
+        return Check::Absent;
+    }
+    push_lowercase(out, s);
+    Check::Valid
+}
+
+/// Names, cities and regions: NFC, lowercase, letters only (any script).
+pub(crate) fn letters(raw: &str, out: &mut String) -> Check {
+    out.clear();
+    if raw.is_ascii() {
+        out.extend(
+            raw.bytes()
+                .filter(u8::is_ascii_alphabetic)
+                .map(|b| char::from(b.to_ascii_lowercase())),
+        );
+    } else {
+        for c in raw.nfc() {
+            for l in c.to_lowercase() {
+                if l.is_alphabetic() {
+                    out.push(l);
+                }
+            }
+        }
+    }
+    if out.is_empty() {
+        Check::Absent
+    } else {
+        Check::Valid
+    }
+}
+
+/// The first character of a normalized name (for FI).
+pub(crate) fn first_char(normalized: &str) -> &str {
+    normalized
+        .char_indices()
+        .nth(1)
+        .map_or(normalized, |(i, _)| &normalized[..i])
+}
+
+/// Genders: `m` or `f`.
+pub(crate) fn gender(raw: &str) -> (Check, &'static str) {
+    let s = raw.trim();
+    if s.is_empty() {
+        (Check::Absent, "")
+    } else if s.eq_ignore_ascii_case("male") || s.eq_ignore_ascii_case("m") {
+        (Check::Valid, "m")
+    } else if s.eq_ignore_ascii_case("female") || s.eq_ignore_ascii_case("f") {
+        (Check::Valid, "f")
+    } else {
+        (Check::Invalid, "")
+    }
+}
+
+/// Countries: trimmed, exactly two ASCII letters, lowercased.
+pub(crate) fn country(raw: &str, out: &mut String) -> Check {
+    out.clear();
+    let s = raw.trim();
+    if s.is_empty() {
+        return Check::Absent;
+    }
+    if s.len() != 2 || !s.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Check::Invalid;
+    }
+    push_lowercase(out, s);
+    Check::Valid
+}
+
+/// Regions: a US state's (or territory's) full name becomes its code; then letters only,
+/// lowercase. Names are matched on their letters only, so `New York`, `NEW-YORK` and
+/// `new york` all give `ny`.
+pub(crate) fn region(raw: &str, out: &mut String) -> Check {
+    let check = letters(raw, out);
+    if check == Check::Valid
+        && let Some(code) = super::states::code_of(out)
+    {
+        out.clear();
+        out.push_str(code);
+    }
+    check
+}
+
+/// Postal codes: whitespace removed, lowercase; US ZIP+4 (`12345-6789` or 9 digits) keeps
+/// its first 5 digits.
+pub(crate) fn zip(raw: &str, out: &mut String) -> Check {
+    out.clear();
+    for c in raw.chars().filter(|c| !c.is_whitespace()) {
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    }
+    let b = out.as_bytes();
+    let zip4 = (b.len() == 9 && b.iter().all(u8::is_ascii_digit))
+        || (b.len() == 10
+            && b[5] == b'-'
+            && b[..5].iter().all(u8::is_ascii_digit)
+            && b[6..].iter().all(u8::is_ascii_digit));
+    if zip4 {
+        out.truncate(5);
+    }
+    if out.is_empty() {
+        Check::Absent
+    } else {
+        Check::Valid
+    }
+}
+
+/// `YYYY-MM-DD`, or an RFC 3339 timestamp read in UTC.
+pub(crate) fn birthdate(raw: &str) -> Result<Option<Date>, ()> {
+    let s = raw.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let b = s.as_bytes();
+    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
+        let num = |r: std::ops::Range<usize>| -> Option<u32> {
+            let part = &b[r];
+            if part.iter().all(u8::is_ascii_digit) {
+                Some(part.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
+            } else {
+                None
+            }
+        };
+        let (Some(y), Some(m), Some(d)) = (num(0..4), num(5..7), num(8..10)) else {
+            return Err(());
+        };
+        let month = Month::try_from(u8::try_from(m).map_err(|_| ())?).map_err(|_| ())?;
+        let day = u8::try_from(d).map_err(|_| ())?;
+        let year = i32::try_from(y).map_err(|_| ())?;
+        return Date::from_calendar_date(year, month, day)
+            .map(Some)
+            .map_err(|_| ());
+    }
+    OffsetDateTime::parse(s, &Rfc3339)
+        .map(|t| Some(t.to_offset(UtcOffset::UTC).date()))
+        .map_err(|_| ())
+}
+
+/// `birth_year` given as a string: exactly four ASCII digits (surrounding spaces trimmed).
+pub(crate) fn year_string(raw: &str) -> Result<Option<i64>, ()> {
+    let s = raw.trim().as_bytes();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    if s.len() != 4 || !s.iter().all(u8::is_ascii_digit) {
+        return Err(());
+    }
+    Ok(Some(s.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0'))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(f: fn(&str, &mut String) -> Check, input: &str) -> (Check, String) {
+        let mut out = String::new();
+        let c = f(input, &mut out);
+        (c, if c == Check::Valid { out } else { String::new() })
+    }
+
+    #[test]
+    fn email_table() {
+        use Check::*;
+        let table: &[(&str, Check, &str)] = &[
+            ("  Jane@Example.ORG ", Valid, "jane@example.org"),
+            ("mary@example.com", Valid, "mary@example.com"),
+            ("ÉLODIE@Exemple.FR", Valid, "élodie@exemple.fr"),
+            ("", Absent, ""),
+            ("   ", Absent, ""),
+            ("no-at-sign", Invalid, ""),
+            ("@example.com", Invalid, ""),
+            ("jane@", Invalid, ""),
+            ("a@b@c", Invalid, ""),
+            ("@", Invalid, ""),
+            ("a@b", Valid, "a@b"),
+        ];
+        for (input, check, out) in table {
+            assert_eq!(run(email, input), (*check, out.to_string()), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn phone_table() {
+        use Check::*;
+        let table: &[(&str, Check, &str)] = &[
+            ("+1 (415) 555-0123", Valid, "14155550123"),
+            ("0033 6 12 34 56 78", Valid, "33612345678"),
+            ("1234567", Valid, "1234567"),
+            ("123456", Invalid, ""),
+            ("123456789012345", Valid, "123456789012345"),
+            ("1234567890123456", Invalid, ""),
+            ("0000000123456", Invalid, ""),
+            ("00000001234567", Valid, "1234567"),
+            ("", Absent, ""),
+            ("call me", Absent, ""),
+            ("000", Absent, ""),
+            ("+٤١٥٥٥٥٠١٢٣", Absent, ""),
+        ];
+        for (input, check, out) in table {
+            assert_eq!(run(phone, input), (*check, out.to_string()), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn hex_table() {
+        let lower = "f1904cf1a9d73a55fa5de0ac823c4403ded71afd4c3248d00bdcd0866552bb79";
+        let mut out = [0u8; 64];
+        assert_eq!(hex64(&lower.to_uppercase(), &mut out), Check::Valid);
+        assert_eq!(&out, lower.as_bytes());
+        assert_eq!(hex64(&format!(" {lower} "), &mut out), Check::Valid);
+        assert_eq!(hex64(&lower[..63], &mut out), Check::Invalid);
+        assert_eq!(hex64(&format!("{lower}0"), &mut out), Check::Invalid);
+        assert_eq!(hex64(&lower.replace('f', "g"), &mut out), Check::Invalid);
+        assert_eq!(hex64("32c281951528fda472cc53ea2c5c81b9d50f184e", &mut out), Check::Invalid);
+        assert_eq!(hex64("", &mut out), Check::Absent);
+    }
+
+    #[test]
+    fn letters_table() {
+        use Check::*;
+        let table: &[(&str, Check, &str)] = &[
+            ("John", Valid, "john"),
+            ("  Mary-Jane O'Neil ", Valid, "maryjaneoneil"),
+            ("Zoë", Valid, "zoë"),
+            // decomposed e + combining diaeresis composes to ë before filtering
+            ("Zoe\u{308}", Valid, "zoë"),
+            ("ÉMILE", Valid, "émile"),
+            ("Müller-Lüdenscheidt", Valid, "müllerlüdenscheidt"),
+            ("Straße", Valid, "straße"),
+            ("Łukasz", Valid, "łukasz"),
+            ("Владимир", Valid, "владимир"),
+            ("山田", Valid, "山田"),
+            ("R2-D2", Valid, "rd"),
+            ("123", Absent, ""),
+            ("", Absent, ""),
+            ("!!! ...", Absent, ""),
+            ("😀Ann", Valid, "ann"),
+        ];
+        for (input, check, out) in table {
+            assert_eq!(run(letters, input), (*check, out.to_string()), "{input:?}");
+        }
+        assert_eq!(first_char("émile"), "é");
+        assert_eq!(first_char("j"), "j");
+        assert_eq!(first_char("山田"), "山");
+    }
+
+    #[test]
+    fn gender_table() {
+        for (input, expected) in [
+            ("male", (Check::Valid, "m")),
+            (" Male ", (Check::Valid, "m")),
+            ("M", (Check::Valid, "m")),
+            ("FEMALE", (Check::Valid, "f")),
+            ("f", (Check::Valid, "f")),
+            ("Female", (Check::Valid, "f")),
+            ("unknown", (Check::Invalid, "")),
+            ("males", (Check::Invalid, "")),
+            ("", (Check::Absent, "")),
+        ] {
+            assert_eq!(gender(input), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn country_region_zip_tables() {
+        use Check::*;
+        for (input, check, out) in [
+            ("FR", Valid, "fr"),
+            (" us ", Valid, "us"),
+            ("USA", Invalid, ""),
+            ("U", Invalid, ""),
+            ("1A", Invalid, ""),
+            ("É1", Invalid, ""),
+            ("", Absent, ""),
+        ] {
+            assert_eq!(run(country, input), (check, out.to_string()), "{input:?}");
+        }
+        for (input, check, out) in [
+            ("California", Valid, "ca"),
+            ("NEW YORK", Valid, "ny"),
+            ("new-york", Valid, "ny"),
+            ("District of Columbia", Valid, "dc"),
+            ("West Virginia", Valid, "wv"),
+            ("Virginia", Valid, "va"),
+            ("Puerto Rico", Valid, "pr"),
+            ("CA", Valid, "ca"),
+            ("N.Y.", Valid, "ny"),
+            ("Île-de-France", Valid, "îledefrance"),
+            ("Bavaria", Valid, "bavaria"),
+            ("", Absent, ""),
+        ] {
+            assert_eq!(run(region, input), (check, out.to_string()), "{input:?}");
+        }
+        for (input, check, out) in [
+            ("94107", Valid, "94107"),
+            ("94107-1234", Valid, "94107"),
+            ("941071234", Valid, "94107"),
+            (" 94107 1234 ", Valid, "94107"),
+            ("SW1A 1AA", Valid, "sw1a1aa"),
+            ("1234-567", Valid, "1234-567"),
+            ("12345-678", Valid, "12345-678"),
+            ("9410712345", Valid, "9410712345"),
+            ("   ", Absent, ""),
+        ] {
+            assert_eq!(run(zip, input), (check, out.to_string()), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn birthdate_and_year_strings() {
+        let d = |y, m, d| Ok(Some(Date::from_calendar_date(y, Month::try_from(m).unwrap(), d).unwrap()));
+        assert_eq!(birthdate("1975-07-04T00:00:00Z"), d(1975, 7, 4));
+        assert_eq!(birthdate("1975-07-04"), d(1975, 7, 4));
+        assert_eq!(birthdate("1975-07-04T22:30:00-05:00"), d(1975, 7, 5));
+        assert_eq!(birthdate("1975-07-04T01:30:00+02:00"), d(1975, 7, 3));
+        assert_eq!(birthdate("1980-03-10T00:00:00.123Z"), d(1980, 3, 10));
+        assert_eq!(birthdate(""), Ok(None));
+        assert_eq!(birthdate("1975-02-30"), Err(()));
+        assert_eq!(birthdate("1975-13-01"), Err(()));
+        assert_eq!(birthdate("1975-7-4"), Err(()));
+        assert_eq!(birthdate("1975-07-04T00:00:00"), Err(()));
+        assert_eq!(birthdate("04/07/1975"), Err(()));
+        assert_eq!(birthdate("yesterday"), Err(()));
+        assert_eq!(year_string("1980"), Ok(Some(1980)));
+        assert_eq!(year_string(" 1980 "), Ok(Some(1980)));
+        assert_eq!(year_string("80"), Err(()));
+        assert_eq!(year_string("1980.0"), Err(()));
+        assert_eq!(year_string("+980"), Err(()));
+        assert_eq!(year_string(""), Ok(None));
+    }
+}
