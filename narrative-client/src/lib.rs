@@ -1,1 +1,72 @@
-//! Work in progress: implemented by its own issue.
+//! Client of the Narrative data marketplace API, behind the connector core's ports.
+//!
+//! - [`NarrativeClient`] (app token): [`EventSource`](facebook_connector_core::ports::EventSource),
+//!   [`ConnectionDirectory`](facebook_connector_core::ports::ConnectionDirectory),
+//!   [`DeliveryFiles`](facebook_connector_core::ports::DeliveryFiles) and
+//!   [`StatusReporter`](facebook_connector_core::ports::StatusReporter). Status reporting is
+//!   off unless the binary wires the client in as a `StatusReporter`.
+//! - [`ProfileClient`] (customer bearer token):
+//!   [`ProfileDirectory`](facebook_connector_core::ports::ProfileDirectory).
+//! - `testkit` feature: [`testkit::FakeMarketplace`], an in-process fake of these endpoints on a
+//!   real socket.
+//!
+//! # Authentication
+//! `POST /oauth/token` with HTTP Basic `client_id:client_secret`: a `client_credentials` grant,
+//! refreshed (`refresh_token` grant) before it expires; a 401 renews the token once and retries
+//! the call; a failed refresh falls back to a new `client_credentials` grant. Concurrent callers
+//! share one renewal. Tokens and the client secret are [`secrecy::SecretString`]s: they are never
+//! logged, never in an error message, and redacted in `Debug`.
+//!
+//! # Errors and retries
+//! Calls return [`NarrativeError`]; the port implementations map it into
+//! [`facebook_connector_core::Error`] (the detailed error stays as the `source`):
+//! 5xx/408/429/timeouts/resets → `Transient` (after retries), 401 with the customer's token →
+//! `InvalidToken`, 401 with the app token after a renewal → `PermissionDenied`, 403 →
+//! `PermissionDenied` (a snapshot older than 30 days → `Rejected`), 404 → `NotFound` (or `None`
+//! where the port returns an `Option`), 451 `expired` download → `Rejected`, a truncated
+//! download → `Transient`, other 4xx and undecodable bodies → `Rejected`, local file I/O →
+//! `Storage`. Idempotent calls (GET, PUT, download-link requests, status events with their
+//! idempotency key, token grants) are retried with exponential backoff ([`RetryConfig`]); profile
+//! creation and lifecycle transitions are not.
+//!
+//! # Assumptions (\[ASSUMED\] in the spec: not in Narrative's public API document)
+//! All of them are configuration ([`FeedConfig`], [`PayloadTypes`]) with these defaults:
+//! - the event feed is `GET /v2/app/events?from_revision=N&max_results=M` →
+//!   `{records: [event], next_revision}`, event = `{metadata: {revision, timestamp}, payload_type,
+//!   payload}`; payload types `PerformDelivery` (camelCase legacy payload), `snapshot-appended`
+//!   `{connection_id, snapshot_id}`, `connection-created` `{connection_id}`;
+//! - the legacy feed `GET /v1/app/commands/delivery` takes the same `from_revision` and
+//!   `max_results` query and answers a top-level `next_revision`;
+//! - `from_revision` is inclusive: [`NarrativeClient::fetch_events`] asks for `after + 1` (0 at
+//!   the start) and drops anything at or before `after` itself; `EventPage::next_revision` is the
+//!   feed's `next_revision` as sent (the first revision of the next page);
+//! - the legacy download call answers the URL as a JSON string (an object with `download_url`
+//!   and plain text are accepted too);
+//! - `GET /installations/whoami` → `{id}` with an integer or uuid id;
+//! - `find-files` pages continue from `next_snapshot` (as `from_snapshot_id`, offset reset to 0)
+//!   when a page names one, otherwise by `offset += per_page`; the time bound (snapshots taken
+//!   strictly before the event) is applied to each snapshot's `timestamp` on our side;
+//! - a presigned link refused with 403/410 is requested once more, then the file is reported as
+//!   expired.
+//!
+//! # Feed decoding
+//! Unknown payload types become `DeliveryEvent::Unknown { payload_type }`. A *known* type with a
+//! payload that does not decode also becomes `Unknown`, with `payload_type` `"<type>
+//! (malformed)"` and a warning, so a bad event never stops the feed. A record without a readable
+//! revision cannot be placed in the feed and is dropped with an error log.
+
+mod auth;
+mod client;
+mod config;
+mod error;
+mod events;
+mod http;
+mod profiles;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use client::{DELIVERY_COMPLETED, DELIVERY_FAILED, LegacyDeliveryFile, NarrativeClient};
+pub use config::{FeedConfig, FeedKind, HttpConfig, NarrativeConfig, PayloadTypes, RetryConfig};
+pub use error::NarrativeError;
+pub use profiles::ProfileClient;

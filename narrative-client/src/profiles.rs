@@ -1,0 +1,254 @@
+//! [`ProfileClient`]: the customer-token calls of the HTTP API (company and installation
+//! whoami, the installation's profiles).
+
+use async_trait::async_trait;
+use facebook_connector_core::domain::{CompanyId, ProfileId};
+use facebook_connector_core::ports::{
+    InstallationId, MarketplaceProfile, ProfileDirectory, ProfileTransition,
+};
+use reqwest::Method;
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use url::Url;
+
+use crate::config::HttpConfig;
+use crate::error::NarrativeError;
+use crate::http::{Call, Credential, Transport};
+
+/// Marketplace calls made with the customer's own bearer token (as received by bin-api). A
+/// refused token is [`NarrativeError::CustomerUnauthorized`] (core `InvalidToken`); a profile that
+/// is not the installation's (404) is `None`.
+pub struct ProfileClient {
+    transport: Transport,
+}
+
+impl std::fmt::Debug for ProfileClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProfileClient")
+            .field("base_url", &self.transport.base.as_str())
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct Whoami<T> {
+    id: T,
+}
+
+#[derive(Deserialize)]
+struct Records<T> {
+    records: Vec<T>,
+}
+
+impl ProfileClient {
+    /// A client for the marketplace at `base_url`.
+    pub fn new(base_url: Url, http: HttpConfig) -> Result<Self, NarrativeError> {
+        Ok(ProfileClient {
+            transport: Transport::new(base_url, http)?,
+        })
+    }
+
+    fn call<'a>(
+        &self,
+        method: Method,
+        token: &'a SecretString,
+        path: &str,
+        segments: &[&str],
+    ) -> Result<Call<'a>, NarrativeError> {
+        Ok(Call::new(
+            method,
+            self.transport.url(path, segments)?,
+            Credential::Customer(token),
+        ))
+    }
+
+    /// `GET /company-info/whoami`.
+    pub async fn company_id(&self, token: &SecretString) -> Result<CompanyId, NarrativeError> {
+        let call = self.call(Method::GET, token, "/company-info/whoami", &[])?;
+        let who: Whoami<CompanyId> = self.transport.json(&call).await?;
+        Ok(who.id)
+    }
+
+    /// `GET /installations/whoami` (\[ASSUMED\]); the id may be an integer or a uuid.
+    pub async fn installation_id(
+        &self,
+        token: &SecretString,
+    ) -> Result<InstallationId, NarrativeError> {
+        let call = self.call(Method::GET, token, "/installations/whoami", &[])?;
+        let who: Whoami<Value> = self.transport.json(&call).await?;
+        let id = match &who.id {
+            Value::Number(n) => n.to_string(),
+            Value::String(s) if !s.trim().is_empty() => s.trim().to_owned(),
+            _ => {
+                return Err(NarrativeError::Invalid {
+                    endpoint: call.endpoint.clone(),
+                    source: facebook_connector_core::InvalidValue::new(
+                        "installation id",
+                        &who.id.to_string(),
+                        "expected an integer or a uuid",
+                    ),
+                });
+            }
+        };
+        Ok(InstallationId(id))
+    }
+
+    /// `GET /installations/{installation}/profiles`.
+    pub async fn profiles(
+        &self,
+        token: &SecretString,
+        installation: &InstallationId,
+    ) -> Result<Vec<MarketplaceProfile>, NarrativeError> {
+        let call = self.call(
+            Method::GET,
+            token,
+            "/installations",
+            &[&installation.0, "profiles"],
+        )?;
+        let page: Records<MarketplaceProfile> = self.transport.json(&call).await?;
+        Ok(page.records)
+    }
+
+    /// `GET /installations/{installation}/profiles/{id}`; `None` on 404.
+    pub async fn profile(
+        &self,
+        token: &SecretString,
+        installation: &InstallationId,
+        id: ProfileId,
+    ) -> Result<Option<MarketplaceProfile>, NarrativeError> {
+        let call = self.call(
+            Method::GET,
+            token,
+            "/installations",
+            &[&installation.0, "profiles", &id.to_string()],
+        )?;
+        self.transport.json_opt(&call).await
+    }
+
+    /// `POST /installations/{installation}/profiles` `{name, description}` (not retried).
+    pub async fn create(
+        &self,
+        token: &SecretString,
+        installation: &InstallationId,
+        name: &str,
+        description: Option<String>,
+    ) -> Result<MarketplaceProfile, NarrativeError> {
+        let call = self
+            .call(
+                Method::POST,
+                token,
+                "/installations",
+                &[&installation.0, "profiles"],
+            )?
+            .json(json!({"name": name, "description": description}));
+        self.transport.json(&call).await
+    }
+
+    /// `PUT /installations/{installation}/profiles/{id}` `{name, description}`; `None` on 404.
+    pub async fn update(
+        &self,
+        token: &SecretString,
+        installation: &InstallationId,
+        id: ProfileId,
+        name: &str,
+        description: Option<String>,
+    ) -> Result<Option<MarketplaceProfile>, NarrativeError> {
+        let call = self
+            .call(
+                Method::PUT,
+                token,
+                "/installations",
+                &[&installation.0, "profiles", &id.to_string()],
+            )?
+            .json(json!({"name": name, "description": description}));
+        self.transport.json_opt(&call).await
+    }
+
+    /// `POST /installations/{installation}/profiles/{id}/archive|disable|enable` (not
+    /// retried); `None` on 404.
+    pub async fn transition(
+        &self,
+        token: &SecretString,
+        installation: &InstallationId,
+        id: ProfileId,
+        transition: ProfileTransition,
+    ) -> Result<Option<MarketplaceProfile>, NarrativeError> {
+        let action = match transition {
+            ProfileTransition::Archive => "archive",
+            ProfileTransition::Disable => "disable",
+            ProfileTransition::Enable => "enable",
+        };
+        let call = self.call(
+            Method::POST,
+            token,
+            "/installations",
+            &[&installation.0, "profiles", &id.to_string(), action],
+        )?;
+        self.transport.json_opt(&call).await
+    }
+}
+
+#[async_trait]
+impl ProfileDirectory for ProfileClient {
+    async fn company(&self, token: &SecretString) -> facebook_connector_core::Result<CompanyId> {
+        Ok(self.company_id(token).await?)
+    }
+
+    async fn installation(
+        &self,
+        token: &SecretString,
+    ) -> facebook_connector_core::Result<InstallationId> {
+        Ok(self.installation_id(token).await?)
+    }
+
+    async fn list_profiles(
+        &self,
+        token: &SecretString,
+        installation: &InstallationId,
+    ) -> facebook_connector_core::Result<Vec<MarketplaceProfile>> {
+        Ok(self.profiles(token, installation).await?)
+    }
+
+    async fn get_profile(
+        &self,
+        token: &SecretString,
+        installation: &InstallationId,
+        id: ProfileId,
+    ) -> facebook_connector_core::Result<Option<MarketplaceProfile>> {
+        Ok(self.profile(token, installation, id).await?)
+    }
+
+    async fn create_profile(
+        &self,
+        token: &SecretString,
+        installation: &InstallationId,
+        name: &str,
+        description: Option<String>,
+    ) -> facebook_connector_core::Result<MarketplaceProfile> {
+        Ok(self.create(token, installation, name, description).await?)
+    }
+
+    async fn update_profile(
+        &self,
+        token: &SecretString,
+        installation: &InstallationId,
+        id: ProfileId,
+        name: &str,
+        description: Option<String>,
+    ) -> facebook_connector_core::Result<Option<MarketplaceProfile>> {
+        Ok(self
+            .update(token, installation, id, name, description)
+            .await?)
+    }
+
+    async fn transition_profile(
+        &self,
+        token: &SecretString,
+        installation: &InstallationId,
+        id: ProfileId,
+        transition: ProfileTransition,
+    ) -> facebook_connector_core::Result<Option<MarketplaceProfile>> {
+        Ok(self.transition(token, installation, id, transition).await?)
+    }
+}
