@@ -47,6 +47,8 @@ mod json;
 pub(crate) mod raw;
 mod rules;
 mod states;
+#[cfg(test)]
+mod tests;
 
 use time::Date;
 
