@@ -1,1 +1,318 @@
-//! Work in progress: implemented by its own issue.
+//! The connector's storage: the core's storage ports ([`ProfileStore`], [`SettingsStore`],
+//! [`CommandStore`], [`JobQueue`]) on PostgreSQL (scale-out: many workers share one database)
+//! and SQLite (the embedded default: one file, one process), with one behaviour, plus the
+//! token cipher ([`TokenKeyring`], AES-256-GCM).
+//!
+//! # Entry point
+//! [`Store::connect`] picks the backend from the URL (`postgres://…`, `postgresql://…`,
+//! `sqlite://path?mode=rwc`, `sqlite::memory:`), opens a pool and checks the schema: it refuses
+//! a database migrated by a newer binary ([`StoreError::SchemaTooNew`]) and, unless
+//! [`StoreOptions::migrate`] is set, one that still needs migrations
+//! ([`StoreError::SchemaBehind`]). The `migrate` command of both binaries calls
+//! [`Store::open`] then [`Store::migrate`]. The ports are handed out as `Arc<dyn …>`
+//! ([`Store::profiles`], [`Store::settings`], [`Store::commands`], [`Store::jobs`]), all backed
+//! by the same pool.
+//!
+//! # Schema
+//! One migration folder per backend (`migrations/postgres`, `migrations/sqlite`), the same
+//! tables: `profiles`, `settings`, `commands`, `jobs` (one per command file; the row is also
+//! the file's status entry) and `event_cursor`. Times are `timestamptz` on PostgreSQL and
+//! INTEGER unix microseconds on SQLite; both keep microseconds, so values read back are the
+//! values written truncated to the microsecond.
+//!
+//! # Queue
+//! A job's `due_at` is when it next needs a worker: its `run_at` while queued, its lease expiry
+//! while running. Claiming takes the row with the smallest `due_at <= now` among
+//! `status IN ('queued', 'running')` — read from a partial index holding only those rows, so
+//! a claim costs O(log n) in the unfinished jobs, however many finished ones pile up. Every
+//! claim increments the job's `lease_generation`; lease-checked operations match on
+//! (id, owner, generation, running), so a stale holder gets `Conflict` and changes nothing.
+
+mod backend;
+mod cipher;
+mod codec;
+mod error;
+mod schema;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use facebook_connector_core::ports::{CommandStore, JobQueue, ProfileStore, SettingsStore};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+pub use backend::postgres::SqlStore as PgStore;
+pub use backend::sqlite::SqlStore as SqliteStore;
+pub use cipher::TokenKeyring;
+pub use error::{StoreError, StoreResult};
+pub use schema::SchemaStatus;
+
+/// Which database a [`Store`] runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL (scale-out).
+    Postgres,
+    /// SQLite (embedded).
+    Sqlite,
+}
+
+impl Backend {
+    /// The backend a URL names, from its scheme.
+    pub fn from_url(url: &str) -> StoreResult<Backend> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        match scheme {
+            "postgres" | "postgresql" => Ok(Backend::Postgres),
+            "sqlite" => Ok(Backend::Sqlite),
+            other => Err(StoreError::UnsupportedUrl {
+                scheme: other.chars().take(32).collect(),
+            }),
+        }
+    }
+
+    /// `postgres` or `sqlite`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// Connection settings.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Pool size (default: 10 on PostgreSQL, 4 on an SQLite file, 1 for `sqlite::memory:`).
+    pub max_connections: Option<u32>,
+    /// How long to wait for a pooled connection before a transient error.
+    pub acquire_timeout: Duration,
+    /// SQLite: how long a writer waits for the database lock before a transient error.
+    pub busy_timeout: Duration,
+    /// Apply pending migrations in [`Store::connect`] instead of refusing to start.
+    pub migrate: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: None,
+            acquire_timeout: Duration::from_secs(10),
+            busy_timeout: Duration::from_secs(10),
+            migrate: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Inner {
+    Postgres(Arc<PgStore>),
+    Sqlite(Arc<SqliteStore>),
+}
+
+/// The storage the binaries use: one pool on either backend, exposing the ports.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Inner,
+}
+
+impl Store {
+    /// Opens a pool on the database `url` names and checks its schema (see the crate docs).
+    pub async fn connect(url: &str, options: &StoreOptions) -> StoreResult<Store> {
+        let store = Store::open(url, options).await?;
+        let checked = if options.migrate {
+            store.migrate().await
+        } else {
+            store.schema_status().await
+        };
+        match checked {
+            Ok(status) => {
+                tracing::info!(
+                    backend = store.backend().as_str(),
+                    schema_version = ?status.version(),
+                    "storage ready"
+                );
+                Ok(store)
+            }
+            Err(error) => {
+                store.close().await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Opens a pool without looking at the schema (for the `migrate` command).
+    pub async fn open(url: &str, options: &StoreOptions) -> StoreResult<Store> {
+        let backend = Backend::from_url(url)?;
+        let connect_error = |source| StoreError::Connect {
+            backend: backend.as_str(),
+            source,
+        };
+        let inner = match backend {
+            Backend::Postgres => {
+                let connect = PgConnectOptions::from_str(url).map_err(connect_error)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(options.max_connections.unwrap_or(10))
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect_with(connect)
+                    .await
+                    .map_err(connect_error)?;
+                Inner::Postgres(Arc::new(PgStore::from_pool(pool)))
+            }
+            Backend::Sqlite => {
+                let connect = SqliteConnectOptions::from_str(url)
+                    .map_err(connect_error)?
+                    .foreign_keys(true)
+                    .busy_timeout(options.busy_timeout);
+                let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+                let (connect, pool) = if in_memory {
+                    // every connection to `:memory:` is its own database: keep exactly one,
+                    // forever
+                    (
+                        connect,
+                        SqlitePoolOptions::new()
+                            .max_connections(1)
+                            .min_connections(1)
+                            .idle_timeout(None)
+                            .max_lifetime(None),
+                    )
+                } else {
+                    (
+                        connect
+                            .journal_mode(SqliteJournalMode::Wal)
+                            .synchronous(SqliteSynchronous::Normal),
+                        SqlitePoolOptions::new().max_connections(options.max_connections.unwrap_or(4)),
+                    )
+                };
+                let pool = pool
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect_with(connect)
+                    .await
+                    .map_err(connect_error)?;
+                Inner::Sqlite(Arc::new(SqliteStore::from_pool(pool)))
+            }
+        };
+        Ok(Store { inner })
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        match &self.inner {
+            Inner::Postgres(_) => Backend::Postgres,
+            Inner::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Applies pending migrations; refuses a newer schema. Safe to run from several processes
+    /// at once on PostgreSQL (the migrator takes an advisory lock).
+    pub async fn migrate(&self) -> StoreResult<SchemaStatus> {
+        let status = match &self.inner {
+            Inner::Postgres(s) => s.migrate().await,
+            Inner::Sqlite(s) => s.migrate().await,
+        }?;
+        tracing::info!(
+            backend = self.backend().as_str(),
+            schema_version = ?status.version(),
+            "database schema is up to date"
+        );
+        Ok(status)
+    }
+
+    /// `Ok` when the database schema is exactly this binary's; otherwise
+    /// [`StoreError::SchemaTooNew`], [`StoreError::SchemaBehind`] or
+    /// [`StoreError::SchemaMismatch`].
+    pub async fn schema_status(&self) -> StoreResult<SchemaStatus> {
+        match &self.inner {
+            Inner::Postgres(s) => s.schema_status().await,
+            Inner::Sqlite(s) => s.schema_status().await,
+        }
+    }
+
+    /// Whether the database answers (readiness probe).
+    pub async fn ping(&self) -> StoreResult<()> {
+        match &self.inner {
+            Inner::Postgres(s) => s.ping().await,
+            Inner::Sqlite(s) => s.ping().await,
+        }
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        match &self.inner {
+            Inner::Postgres(s) => s.close().await,
+            Inner::Sqlite(s) => s.close().await,
+        }
+    }
+
+    /// Profiles and their tokens.
+    pub fn profiles(&self) -> Arc<dyn ProfileStore> {
+        match &self.inner {
+            Inner::Postgres(s) => s.clone(),
+            Inner::Sqlite(s) => s.clone(),
+        }
+    }
+
+    /// Per-target settings.
+    pub fn settings(&self) -> Arc<dyn SettingsStore> {
+        match &self.inner {
+            Inner::Postgres(s) => s.clone(),
+            Inner::Sqlite(s) => s.clone(),
+        }
+    }
+
+    /// Commands and the revision cursor.
+    pub fn commands(&self) -> Arc<dyn CommandStore> {
+        match &self.inner {
+            Inner::Postgres(s) => s.clone(),
+            Inner::Sqlite(s) => s.clone(),
+        }
+    }
+
+    /// The job queue.
+    pub fn jobs(&self) -> Arc<dyn JobQueue> {
+        match &self.inner {
+            Inner::Postgres(s) => s.clone(),
+            Inner::Sqlite(s) => s.clone(),
+        }
+    }
+
+    /// The PostgreSQL store, when that is the backend (for tests and tools).
+    pub fn as_postgres(&self) -> Option<&PgStore> {
+        match &self.inner {
+            Inner::Postgres(s) => Some(s),
+            Inner::Sqlite(_) => None,
+        }
+    }
+
+    /// The SQLite store, when that is the backend (for tests and tools).
+    pub fn as_sqlite(&self) -> Option<&SqliteStore> {
+        match &self.inner {
+            Inner::Postgres(_) => None,
+            Inner::Sqlite(s) => Some(s),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_comes_from_the_url_scheme() {
+        assert_eq!(
+            Backend::from_url("postgres://u:secret@h/db").ok(),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(
+            Backend::from_url("postgresql://h/db").ok(),
+            Some(Backend::Postgres)
+        );
+        assert_eq!(Backend::from_url("sqlite::memory:").ok(), Some(Backend::Sqlite));
+        assert_eq!(
+            Backend::from_url("sqlite://data/fbc.db?mode=rwc").ok(),
+            Some(Backend::Sqlite)
+        );
+        let err = Backend::from_url("mysql://u:secret@h/db").err();
+        let text = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.contains("mysql") && !text.contains("secret"), "{text}");
+    }
+}

@@ -1,0 +1,200 @@
+//! Fresh databases for tests: a uniquely named PostgreSQL database (dropped afterwards, also
+//! when the test panics) or an SQLite file in a temporary directory.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use facebook_connector_core::domain::{
+    AdAccount, AdAccountId, Business, BusinessId, CompanyId, DeliveryEvent, DeliveryState,
+    EncryptedToken, FacebookUser, FacebookUserId, FileName, FileRef, JobId, NewCommand, NewJob,
+    ProfileId, QuickSettings, Revision, SettingsId, StoredProfile,
+};
+use facebook_connector_store::{Store, StoreOptions};
+use sqlx::Connection as _;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// PostgreSQL server used by the tests; `DATABASE_URL` overrides it.
+pub fn admin_url() -> String {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// `base` with its database name replaced by `name`.
+pub fn with_database(base: &str, name: &str) -> String {
+    let (without_query, query) = match base.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (base, None),
+    };
+    let scheme_end = without_query.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_part = match without_query[scheme_end..].find('/') {
+        Some(slash) => &without_query[..scheme_end + slash],
+        None => without_query,
+    };
+    match query {
+        Some(q) => format!("{host_part}/{name}?{q}"),
+        None => format!("{host_part}/{name}"),
+    }
+}
+
+enum Cleanup {
+    Postgres { admin: String, name: String },
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+}
+
+/// A migrated store on its own database.
+pub struct TestDb {
+    pub store: Store,
+    pub url: String,
+    cleanup: Option<Cleanup>,
+}
+
+impl TestDb {
+    /// A fresh, migrated PostgreSQL database.
+    pub async fn postgres() -> TestDb {
+        let db = TestDb::postgres_empty().await;
+        db.store.migrate().await.unwrap();
+        db
+    }
+
+    /// A fresh PostgreSQL database without the schema.
+    pub async fn postgres_empty() -> TestDb {
+        let admin = admin_url();
+        let name = format!("fbc_test_{}", Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        let url = with_database(&admin, &name);
+        let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
+        TestDb {
+            store,
+            url,
+            cleanup: Some(Cleanup::Postgres { admin, name }),
+        }
+    }
+
+    /// A fresh, migrated SQLite file.
+    pub async fn sqlite() -> TestDb {
+        let db = TestDb::sqlite_empty().await;
+        db.store.migrate().await.unwrap();
+        db
+    }
+
+    /// A fresh SQLite file without the schema.
+    pub async fn sqlite_empty() -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("fbc.db").display());
+        let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
+        TestDb {
+            store,
+            url,
+            cleanup: Some(Cleanup::Sqlite(dir)),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(Cleanup::Postgres { admin, name }) = self.cleanup.take() {
+            // runs on its own thread and runtime: Drop cannot await, and this also works
+            // while the test's runtime is unwinding from a panic
+            let dropped = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    let mut conn = sqlx::PgConnection::connect(&admin).await.ok()?;
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await
+                    .ok()
+                })
+            })
+            .join();
+            if !matches!(dropped, Ok(Some(_))) {
+                eprintln!("warning: test database could not be dropped");
+            }
+        }
+    }
+}
+
+/// A fixed instant all tests count from (whole seconds, so both backends store it exactly).
+pub fn t0() -> OffsetDateTime {
+    time::macros::datetime!(2025-03-01 12:00:00 UTC)
+}
+
+pub fn at(seconds: i64) -> OffsetDateTime {
+    t0() + time::Duration::seconds(seconds)
+}
+
+pub fn profile_id(n: u128) -> ProfileId {
+    ProfileId(Uuid::from_u128(0x0b6d_9a50_0000_4a4e_9d7e_0000_0000_0000 + n))
+}
+
+pub fn profile(n: u128, company: i64, created: OffsetDateTime) -> StoredProfile {
+    StoredProfile {
+        id: profile_id(n),
+        company_id: CompanyId(company),
+        ad_account: AdAccount {
+            id: AdAccountId::parse(&format!("act_{}", 1000 + n)).unwrap(),
+            name: format!("account {n}"),
+            business: Some(Business {
+                id: BusinessId::new("77").unwrap(),
+                name: "biz".into(),
+            }),
+            user_accepted_custom_audience_tos: true,
+        },
+        audience: None,
+        token: EncryptedToken(format!("k1:ciphertext-{n}")),
+        token_issued_at: Some(created),
+        facebook_user: FacebookUser {
+            id: FacebookUserId::new("555").unwrap(),
+            name: "Ann".into(),
+        },
+        delivery_state: DeliveryState::Ok,
+        archived_at: None,
+        created_at: created,
+        updated_at: created,
+    }
+}
+
+pub fn settings_id(profile: ProfileId, n: u128) -> SettingsId {
+    SettingsId::Subscription {
+        profile_id: profile,
+        subscription_id: Uuid::from_u128(0x1e2d_0000_0000_4788_9aab_0000_0000_0000 + n).into(),
+    }
+}
+
+/// A legacy delivery command for `profile` with `files` jobs (fresh v7 ids).
+pub fn command(revision: u64, profile: ProfileId, files: usize, max_attempts: u32) -> NewCommand {
+    let subscription_id = Uuid::from_u128(0x1e2d_0000_0000_4788_9aab_0000_0000_0000 + 1).into();
+    NewCommand {
+        revision: Revision(revision),
+        event: DeliveryEvent::SubscriptionDelivery {
+            profile_id: profile,
+            subscription_id,
+            transaction_batch_id: Uuid::from_u128(u128::from(revision)).into(),
+            quick_settings: QuickSettings::default(),
+        },
+        settings_id: SettingsId::Subscription {
+            profile_id: profile,
+            subscription_id,
+        },
+        jobs: (0..files)
+            .map(|i| NewJob {
+                id: JobId::new_v7(),
+                file: FileRef::Legacy {
+                    revision: Revision(revision),
+                    file: FileName::new(format!("part-{i:04}.jsonl")).unwrap(),
+                },
+                max_attempts,
+            })
+            .collect(),
+    }
+}

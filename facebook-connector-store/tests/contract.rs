@@ -1,0 +1,827 @@
+//! The storage contract: every test runs against PostgreSQL and SQLite, each on its own fresh
+//! database. PostgreSQL is `DATABASE_URL` or `postgres://postgres@127.0.0.1:5432/postgres`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{TestDb, at, command, profile, profile_id, settings_id, t0};
+use facebook_connector_core::Error;
+use facebook_connector_core::domain::{
+    Audience, AudienceId, Checkpoint, CompanyId, DeliveryCounters, DeliveryState, EncryptedToken,
+    FacebookUser, FacebookUserId, FileStatus, JobId, JobStatus, RetryOutcome, Revision,
+    WorkerId,
+};
+use facebook_connector_core::ports::{CommandFilter, JobFilter, RecordOutcome, SettingsClaim};
+use facebook_connector_store::{Store, StoreError, StoreOptions};
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn worker(name: &str) -> WorkerId {
+    WorkerId(name.to_owned())
+}
+
+fn counters(n: u64) -> DeliveryCounters {
+    DeliveryCounters {
+        records_read: n,
+        rejected_lines: 1,
+        unmatchable: 2,
+        members_sent: n - 3,
+        facebook_received: n - 3,
+        facebook_invalid: 0,
+    }
+}
+
+/// Generates one test per backend for each contract function.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = crate::common::TestDb::postgres().await;
+                    super::$name(&db).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = crate::common::TestDb::sqlite().await;
+                    super::$name(&db).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    profiles_round_trip,
+    needs_reauth_pauses_and_reauthorize_resumes,
+    archive_fails_waiting_jobs,
+    settings_claims,
+    settings_claim_race_has_one_winner,
+    record_event_and_cursor,
+    record_event_is_atomic,
+    claim_order_and_run_at,
+    lease_expiry_and_stale_lease_conflicts,
+    heartbeat_extends_the_lease,
+    checkpoint_and_complete_update_the_file,
+    retry_until_give_up,
+    fail_and_requeue,
+    lease_expired_on_last_attempt_fails_the_job,
+    list_jobs_and_stats,
+    concurrent_claimers_never_share_a_job,
+    newer_schema_is_refused,
+    claim_uses_the_claimable_index,
+);
+
+async fn profiles_round_trip(db: &TestDb) {
+    let profiles = db.store.profiles();
+    let a = profile(1, 7, at(0));
+    let b = profile(2, 7, at(10));
+    let other = profile(3, 8, at(5));
+    profiles.insert_profile(&b).await.unwrap();
+    profiles.insert_profile(&a).await.unwrap();
+    profiles.insert_profile(&other).await.unwrap();
+    assert!(matches!(
+        profiles.insert_profile(&a).await,
+        Err(Error::Conflict { .. })
+    ));
+
+    assert_eq!(profiles.get_profile(a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(profiles.get_profile(profile_id(99)).await.unwrap(), None);
+    let listed = profiles.list_profiles(CompanyId(7)).await.unwrap();
+    assert_eq!(listed, vec![a.clone(), b.clone()], "oldest first, own company only");
+
+    let mut account = a.ad_account.clone();
+    account.name = "renamed".into();
+    account.business = None;
+    account.user_accepted_custom_audience_tos = false;
+    profiles.update_ad_account(a.id, &account).await.unwrap();
+    let audience = Audience {
+        id: AudienceId::parse("23850000000000001").unwrap(),
+        name: "aud".into(),
+    };
+    profiles
+        .set_audience(a.id, Some(audience.clone()))
+        .await
+        .unwrap();
+    let stored = profiles.get_profile(a.id).await.unwrap().unwrap();
+    assert_eq!(stored.ad_account, account);
+    assert_eq!(stored.audience, Some(audience));
+    profiles.set_audience(a.id, None).await.unwrap();
+    assert_eq!(profiles.get_profile(a.id).await.unwrap().unwrap().audience, None);
+
+    let missing = profile_id(42);
+    assert!(matches!(
+        profiles.update_ad_account(missing, &account).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        profiles.set_audience(missing, None).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        profiles.mark_needs_reauth(missing, "x", at(1)).await,
+        Err(Error::NotFound { .. })
+    ));
+}
+
+async fn needs_reauth_pauses_and_reauthorize_resumes(db: &TestDb) {
+    let (profiles, commands, jobs) = (db.store.profiles(), db.store.commands(), db.store.jobs());
+    let p = profile(1, 7, at(0));
+    profiles.insert_profile(&p).await.unwrap();
+    commands
+        .record_event(Revision(1), Some(command(1, p.id, 3, 5)), at(0))
+        .await
+        .unwrap();
+    let running = jobs.claim(&worker("w1"), LEASE, at(1)).await.unwrap().unwrap();
+
+    assert_eq!(profiles.mark_needs_reauth(p.id, "error 190", at(2)).await.unwrap(), 2);
+    assert_eq!(profiles.mark_needs_reauth(p.id, "again", at(3)).await.unwrap(), 0);
+    let stored = profiles.get_profile(p.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.delivery_state,
+        DeliveryState::NeedsReauth {
+            reason: "error 190".into(),
+            since: at(2)
+        },
+        "idempotent: the first reason and time are kept"
+    );
+    // nothing of this profile is claimable, even after the running lease expires
+    assert!(jobs.claim(&worker("w2"), LEASE, at(4)).await.unwrap().is_none());
+    assert!(jobs.claim(&worker("w2"), LEASE, at(100)).await.unwrap().is_none());
+
+    // a new event for the paused profile is enqueued paused
+    commands
+        .record_event(Revision(2), Some(command(2, p.id, 1, 5)), at(5))
+        .await
+        .unwrap();
+
+    // the worker holding a job pauses it; the attempt does not count
+    jobs.pause(&running.lease, "token invalid", at(6)).await.unwrap();
+    let paused = jobs.get_job(running.job.id).await.unwrap().unwrap();
+    assert_eq!(paused.status, JobStatus::Paused);
+    assert_eq!(paused.attempts, 0);
+    assert_eq!(paused.last_error.as_deref(), Some("token invalid"));
+    let stats = jobs.stats().await.unwrap();
+    assert_eq!((stats.paused, stats.queued, stats.running), (4, 0, 0));
+    assert!(matches!(
+        jobs.pause(&running.lease, "again", at(7)).await,
+        Err(Error::Conflict { .. })
+    ));
+
+    let token = EncryptedToken("k1:fresh".into());
+    let user = FacebookUser {
+        id: FacebookUserId::new("556").unwrap(),
+        name: "Bob".into(),
+    };
+    assert_eq!(
+        profiles
+            .reauthorize(p.id, &token, Some(at(8)), &user, at(9))
+            .await
+            .unwrap(),
+        4
+    );
+    let stored = profiles.get_profile(p.id).await.unwrap().unwrap();
+    assert_eq!(stored.delivery_state, DeliveryState::Ok);
+    assert_eq!(stored.token, token);
+    assert_eq!(stored.facebook_user, user);
+    assert_eq!(stored.token_issued_at, Some(at(8)));
+    let mut claimed = HashSet::new();
+    while let Some(c) = jobs.claim(&worker("w3"), LEASE, at(10)).await.unwrap() {
+        claimed.insert(c.job.id);
+    }
+    assert_eq!(claimed.len(), 4, "every paused job resumed");
+    assert!(claimed.contains(&running.job.id));
+
+    // a pause while the profile is fine again (re-authorised meanwhile) re-queues instead
+    let again = jobs.claim(&worker("w3"), LEASE, at(200)).await.unwrap().unwrap();
+    jobs.pause(&again.lease, "raced", at(201)).await.unwrap();
+    assert_eq!(
+        jobs.get_job(again.job.id).await.unwrap().unwrap().status,
+        JobStatus::Queued
+    );
+}
+
+async fn archive_fails_waiting_jobs(db: &TestDb) {
+    let (profiles, commands, jobs) = (db.store.profiles(), db.store.commands(), db.store.jobs());
+    let p = profile(1, 7, at(0));
+    profiles.insert_profile(&p).await.unwrap();
+    commands
+        .record_event(Revision(1), Some(command(1, p.id, 3, 5)), at(0))
+        .await
+        .unwrap();
+    let running = jobs.claim(&worker("w"), LEASE, at(1)).await.unwrap().unwrap();
+    assert!(profiles.archive_profile(p.id, at(2)).await.unwrap());
+    assert!(!profiles.archive_profile(p.id, at(3)).await.unwrap());
+    assert!(!profiles.archive_profile(profile_id(9), at(3)).await.unwrap());
+    assert_eq!(
+        profiles.get_profile(p.id).await.unwrap().unwrap().archived_at,
+        Some(at(2))
+    );
+    let cmd = commands.get_command(Revision(1)).await.unwrap().unwrap();
+    let failed: Vec<_> = cmd
+        .files
+        .iter()
+        .filter(|f| f.status == FileStatus::Failed { reason: "profile archived".into() })
+        .collect();
+    assert_eq!(failed.len(), 2, "{cmd:?}");
+    // the running job is left to its worker
+    assert_eq!(
+        jobs.get_job(running.job.id).await.unwrap().unwrap().status,
+        JobStatus::Running
+    );
+}
+
+async fn settings_claims(db: &TestDb) {
+    let settings = db.store.settings();
+    let p = profile_id(1);
+    let id = settings_id(p, 1);
+    let (a, b) = (worker("a"), worker("b"));
+    let ttl = Duration::from_secs(60);
+    assert_eq!(settings.get_settings(id).await.unwrap(), None);
+
+    assert_eq!(settings.claim_settings(id, &a, ttl, at(0)).await.unwrap(), SettingsClaim::Claimed);
+    assert_eq!(
+        settings.claim_settings(id, &b, ttl, at(10)).await.unwrap(),
+        SettingsClaim::HeldByOther { until: at(60) }
+    );
+    // the holder may renew its own claim
+    assert_eq!(settings.claim_settings(id, &a, ttl, at(20)).await.unwrap(), SettingsClaim::Claimed);
+    assert_eq!(settings.get_settings(id).await.unwrap(), None, "a claim is not settings");
+    // the claim runs out: b takes over, and a (stale) may no longer save
+    assert_eq!(settings.claim_settings(id, &b, ttl, at(81)).await.unwrap(), SettingsClaim::Claimed);
+    let audience_a = AudienceId::parse("111").unwrap();
+    let audience_b = AudienceId::parse("222").unwrap();
+    assert!(matches!(
+        settings.save_settings(id, &audience_a, &a, at(90)).await,
+        Err(Error::Conflict { .. })
+    ));
+    let saved = settings.save_settings(id, &audience_b, &b, at(91)).await.unwrap();
+    assert_eq!(saved.audience_id, audience_b);
+    assert_eq!((saved.created_at, saved.updated_at), (at(91), at(91)));
+    assert_eq!(settings.get_settings(id).await.unwrap(), Some(saved.clone()));
+    assert_eq!(
+        settings.claim_settings(id, &a, ttl, at(92)).await.unwrap(),
+        SettingsClaim::Existing(saved.clone())
+    );
+    // overwrite (the stored audience vanished): keeps created_at
+    let replaced = settings.save_settings(id, &audience_a, &a, at(100)).await.unwrap();
+    assert_eq!(replaced.audience_id, audience_a);
+    assert_eq!((replaced.created_at, replaced.updated_at), (at(91), at(100)));
+
+    // release lets another worker claim at once; releasing someone else's claim does nothing
+    let other = settings_id(p, 2);
+    assert_eq!(settings.claim_settings(other, &a, ttl, at(0)).await.unwrap(), SettingsClaim::Claimed);
+    settings.release_settings(other, &b).await.unwrap();
+    assert!(matches!(
+        settings.claim_settings(other, &b, ttl, at(1)).await.unwrap(),
+        SettingsClaim::HeldByOther { .. }
+    ));
+    settings.release_settings(other, &a).await.unwrap();
+    assert_eq!(settings.claim_settings(other, &b, ttl, at(2)).await.unwrap(), SettingsClaim::Claimed);
+}
+
+async fn settings_claim_race_has_one_winner(db: &TestDb) {
+    let id = settings_id(profile_id(1), 1);
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let settings = db.store.settings();
+            tokio::spawn(async move {
+                settings
+                    .claim_settings(id, &worker(&format!("w{i}")), Duration::from_secs(60), at(0))
+                    .await
+            })
+        })
+        .collect();
+    let mut claimed = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(SettingsClaim::Claimed) => claimed += 1,
+            Ok(SettingsClaim::HeldByOther { until }) => assert_eq!(until, at(60)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(claimed, 1);
+}
+
+async fn record_event_and_cursor(db: &TestDb) {
+    let (commands, jobs) = (db.store.commands(), db.store.jobs());
+    let p = profile_id(1);
+    let q = profile_id(2);
+    assert_eq!(commands.cursor().await.unwrap(), None);
+
+    let first = command(5, p, 2, 3);
+    assert_eq!(
+        commands.record_event(Revision(5), Some(first.clone()), at(0)).await.unwrap(),
+        RecordOutcome::Recorded
+    );
+    assert_eq!(commands.cursor().await.unwrap(), Some(Revision(5)));
+    // replay: nothing changes (even with fresh job ids)
+    assert_eq!(
+        commands.record_event(Revision(5), Some(command(5, p, 2, 3)), at(1)).await.unwrap(),
+        RecordOutcome::AlreadyRecorded
+    );
+    assert_eq!(jobs.stats().await.unwrap().queued, 2);
+    // an old event without a command does not move the cursor back
+    assert_eq!(
+        commands.record_event(Revision(3), None, at(2)).await.unwrap(),
+        RecordOutcome::AlreadyRecorded
+    );
+    assert_eq!(commands.cursor().await.unwrap(), Some(Revision(5)));
+    assert_eq!(
+        commands.record_event(Revision(7), None, at(3)).await.unwrap(),
+        RecordOutcome::Recorded
+    );
+    assert_eq!(commands.cursor().await.unwrap(), Some(Revision(7)));
+    // a command older than the cursor is stored, the cursor stays
+    assert_eq!(
+        commands.record_event(Revision(6), Some(command(6, q, 1, 3)), at(4)).await.unwrap(),
+        RecordOutcome::Recorded
+    );
+    assert_eq!(commands.cursor().await.unwrap(), Some(Revision(7)));
+    commands
+        .record_event(Revision(8), Some(command(8, p, 0, 3)), at(5))
+        .await
+        .unwrap();
+    assert_eq!(commands.cursor().await.unwrap(), Some(Revision(8)));
+
+    let stored = commands.get_command(Revision(5)).await.unwrap().unwrap();
+    assert_eq!(stored.revision, Revision(5));
+    assert_eq!(stored.event, first.event);
+    assert_eq!(stored.settings_id, first.settings_id);
+    assert_eq!((stored.created_at, stored.updated_at), (at(0), at(0)));
+    let files: Vec<_> = stored.files.iter().map(|f| (f.job_id, f.file.clone())).collect();
+    let expected: Vec<_> = first.jobs.iter().map(|j| (j.id, j.file.clone())).collect();
+    assert_eq!(files, expected, "files in order with their job ids");
+    assert!(stored.files.iter().all(|f| f.status == FileStatus::Pending
+        && f.counters == DeliveryCounters::default()));
+    let job = jobs.get_job(first.jobs[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        (job.revision, job.profile_id, job.settings_id, job.status, job.attempts, job.max_attempts),
+        (Revision(5), p, first.settings_id, JobStatus::Queued, 0, 3)
+    );
+    assert_eq!((job.run_at, job.checkpoint, job.last_error), (at(0), None, None));
+    assert!(commands.get_command(Revision(7)).await.unwrap().is_none());
+    assert!(commands.get_command(Revision(8)).await.unwrap().unwrap().files.is_empty());
+
+    // listing: newest first, filters, paging
+    let all = commands.list_commands(&CommandFilter::default()).await.unwrap();
+    let revs: Vec<u64> = all.iter().map(|c| c.revision.0).collect();
+    assert_eq!(revs, vec![8, 6, 5]);
+    let of_p = CommandFilter {
+        profile_id: Some(p),
+        ..Default::default()
+    };
+    let revs: Vec<u64> = commands.list_commands(&of_p).await.unwrap().iter().map(|c| c.revision.0).collect();
+    assert_eq!(revs, vec![8, 5]);
+    let page = CommandFilter {
+        before: Some(Revision(8)),
+        limit: 1,
+        ..Default::default()
+    };
+    let revs: Vec<u64> = commands.list_commands(&page).await.unwrap().iter().map(|c| c.revision.0).collect();
+    assert_eq!(revs, vec![6]);
+    // file status filter
+    let claimed = jobs.claim(&worker("w"), LEASE, at(10)).await.unwrap().unwrap();
+    jobs.fail(&claimed.lease, "bad file", &counters(10), at(11)).await.unwrap();
+    let failed = CommandFilter {
+        file_status: Some("failed".into()),
+        ..Default::default()
+    };
+    let listed = commands.list_commands(&failed).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].revision, claimed.job.revision);
+    assert_eq!(listed[0].updated_at, at(11), "updated_at follows its files");
+    let pending = CommandFilter {
+        file_status: Some("pending".into()),
+        ..Default::default()
+    };
+    assert_eq!(commands.list_commands(&pending).await.unwrap().len(), 2);
+}
+
+async fn record_event_is_atomic(db: &TestDb) {
+    let (commands, jobs) = (db.store.commands(), db.store.jobs());
+    let p = profile_id(1);
+    let ok = command(1, p, 1, 3);
+    commands.record_event(Revision(1), Some(ok.clone()), at(0)).await.unwrap();
+
+    // the second job collides with the first: fails after the command and one job were written
+    let mut colliding = command(2, p, 2, 3);
+    colliding.jobs[1].id = colliding.jobs[0].id;
+    let err = commands.record_event(Revision(2), Some(colliding.clone()), at(1)).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+    // a collision with an earlier command's job
+    let mut colliding_old = command(2, p, 2, 3);
+    colliding_old.jobs[1].id = ok.jobs[0].id;
+    assert!(commands.record_event(Revision(2), Some(colliding_old), at(1)).await.is_err());
+
+    assert_eq!(commands.cursor().await.unwrap(), Some(Revision(1)), "cursor did not move");
+    assert!(commands.get_command(Revision(2)).await.unwrap().is_none());
+    assert!(jobs.get_job(colliding.jobs[0].id).await.unwrap().is_none());
+    assert_eq!(jobs.stats().await.unwrap().queued, 1);
+    // and the event can be recorded once fixed
+    assert_eq!(
+        commands.record_event(Revision(2), Some(command(2, p, 2, 3)), at(2)).await.unwrap(),
+        RecordOutcome::Recorded
+    );
+    assert_eq!(commands.cursor().await.unwrap(), Some(Revision(2)));
+}
+
+async fn claim_order_and_run_at(db: &TestDb) {
+    let (commands, jobs) = (db.store.commands(), db.store.jobs());
+    let p = profile_id(1);
+    assert!(jobs.claim(&worker("w"), LEASE, at(0)).await.unwrap().is_none());
+    let first = command(1, p, 1, 3);
+    let second = command(2, p, 1, 3);
+    commands.record_event(Revision(2), Some(second.clone()), at(5)).await.unwrap();
+    commands.record_event(Revision(1), Some(first.clone()), at(10)).await.unwrap();
+    // nothing is runnable before its run_at
+    assert!(jobs.claim(&worker("w"), LEASE, at(4)).await.unwrap().is_none());
+    let c = jobs.claim(&worker("w"), LEASE, at(20)).await.unwrap().unwrap();
+    assert_eq!(c.job.id, second.jobs[0].id, "oldest runnable first");
+    assert_eq!((c.job.status, c.job.attempts), (JobStatus::Running, 1));
+    assert_eq!(c.lease.owner, worker("w"));
+    assert_eq!(c.lease.job_id, c.job.id);
+    assert_eq!(c.lease.expires_at, at(50));
+    assert_eq!(c.lease.generation, 1);
+    // a retry later than the other job's run_at goes behind it
+    jobs.retry_at(&c.lease, at(100), "throttled", at(21)).await.unwrap();
+    let d = jobs.claim(&worker("w"), LEASE, at(22)).await.unwrap().unwrap();
+    assert_eq!(d.job.id, first.jobs[0].id);
+    assert!(jobs.claim(&worker("w"), LEASE, at(99)).await.unwrap().is_none());
+    let e = jobs.claim(&worker("w"), LEASE, at(100)).await.unwrap().unwrap();
+    assert_eq!(e.job.id, second.jobs[0].id);
+    assert_eq!((e.job.attempts, e.lease.generation), (2, 2));
+    assert_eq!(e.job.last_error.as_deref(), Some("throttled"));
+}
+
+async fn lease_expiry_and_stale_lease_conflicts(db: &TestDb) {
+    let (commands, jobs) = (db.store.commands(), db.store.jobs());
+    commands
+        .record_event(Revision(1), Some(command(1, profile_id(1), 1, 5)), at(0))
+        .await
+        .unwrap();
+    let a = jobs.claim(&worker("a"), LEASE, at(0)).await.unwrap().unwrap();
+    assert!(jobs.claim(&worker("b"), LEASE, at(29)).await.unwrap().is_none(), "lease held");
+    let b = jobs.claim(&worker("b"), LEASE, at(30)).await.unwrap().unwrap();
+    assert_eq!(b.job.id, a.job.id, "an expired lease is re-offered");
+    assert_eq!(b.lease.generation, a.lease.generation + 1);
+    assert_eq!(b.job.attempts, 2);
+    let cp = Checkpoint {
+        session_id: 9,
+        batches_acknowledged: 1,
+        counters: counters(10),
+    };
+    jobs.checkpoint(&b.lease, &cp).await.unwrap();
+    let before = jobs.get_job(a.job.id).await.unwrap().unwrap();
+
+    // the stale holder can do nothing
+    let stale = &a.lease;
+    let conflict = |r: Result<(), Error>| assert!(matches!(r, Err(Error::Conflict { .. })), "{r:?}");
+    conflict(jobs.heartbeat(stale, LEASE, at(31)).await.map(|_| ()));
+    conflict(jobs.checkpoint(stale, &Checkpoint::default()).await);
+    conflict(jobs.complete(stale, &counters(99), at(31)).await);
+    conflict(jobs.fail(stale, "x", &counters(99), at(31)).await);
+    conflict(jobs.retry_at(stale, at(40), "x", at(31)).await.map(|_| ()));
+    conflict(jobs.pause(stale, "x", at(31)).await);
+    // same generation, other owner: also refused
+    let forged = facebook_connector_core::domain::Lease {
+        owner: worker("a"),
+        ..b.lease.clone()
+    };
+    conflict(jobs.complete(&forged, &counters(99), at(31)).await);
+    assert_eq!(jobs.get_job(a.job.id).await.unwrap().unwrap(), before, "nothing changed");
+
+    jobs.complete(&b.lease, &counters(20), at(32)).await.unwrap();
+    conflict(jobs.complete(&b.lease, &counters(20), at(33)).await);
+    conflict(jobs.heartbeat(&b.lease, LEASE, at(33)).await.map(|_| ()));
+    // a finished job is never re-offered
+    assert!(jobs.claim(&worker("c"), LEASE, at(1000)).await.unwrap().is_none());
+}
+
+async fn heartbeat_extends_the_lease(db: &TestDb) {
+    let (commands, jobs) = (db.store.commands(), db.store.jobs());
+    commands
+        .record_event(Revision(1), Some(command(1, profile_id(1), 1, 5)), at(0))
+        .await
+        .unwrap();
+    let a = jobs.claim(&worker("a"), LEASE, at(0)).await.unwrap().unwrap();
+    let extended = jobs.heartbeat(&a.lease, LEASE, at(20)).await.unwrap();
+    assert_eq!(extended.expires_at, at(50));
+    assert_eq!(extended.generation, a.lease.generation);
+    assert!(jobs.claim(&worker("b"), LEASE, at(40)).await.unwrap().is_none());
+    // a lease that expired but was not taken over is still the current one
+    let late = jobs.heartbeat(&extended, LEASE, at(60)).await.unwrap();
+    assert_eq!(late.expires_at, at(90));
+    assert!(jobs.claim(&worker("b"), LEASE, at(89)).await.unwrap().is_none());
+    assert!(jobs.claim(&worker("b"), LEASE, at(90)).await.unwrap().is_some());
+}
+
+async fn checkpoint_and_complete_update_the_file(db: &TestDb) {
+    let (commands, jobs) = (db.store.commands(), db.store.jobs());
+    let cmd = command(1, profile_id(1), 2, 5);
+    commands.record_event(Revision(1), Some(cmd.clone()), at(0)).await.unwrap();
+    let c = jobs.claim(&worker("w"), LEASE, at(1)).await.unwrap().unwrap();
+    let cp = Checkpoint {
+        session_id: 1234,
+        batches_acknowledged: 2,
+        counters: counters(20_000),
+    };
+    jobs.checkpoint(&c.lease, &cp).await.unwrap();
+    let job = jobs.get_job(c.job.id).await.unwrap().unwrap();
+    assert_eq!(job.checkpoint, Some(cp));
+    let file = |command: &facebook_connector_core::domain::Command| {
+        command.files.iter().find(|f| f.job_id == c.job.id).cloned().unwrap()
+    };
+    let stored = commands.get_command(Revision(1)).await.unwrap().unwrap();
+    assert_eq!(file(&stored).status, FileStatus::Pending);
+    assert_eq!(file(&stored).counters, cp.counters);
+
+    // a retried job keeps its checkpoint
+    jobs.retry_at(&c.lease, at(2), "5xx", at(2)).await.unwrap();
+    let again = jobs.claim(&worker("w"), LEASE, at(3)).await.unwrap().unwrap();
+    assert_eq!(again.job.id, c.job.id);
+    assert_eq!(again.job.checkpoint, Some(cp));
+
+    jobs.complete(&again.lease, &counters(25_000), at(4)).await.unwrap();
+    let stored = commands.get_command(Revision(1)).await.unwrap().unwrap();
+    assert_eq!(file(&stored).status, FileStatus::Delivered);
+    assert_eq!(file(&stored).counters, counters(25_000));
+    assert_eq!(stored.updated_at, at(4));
+    let job = jobs.get_job(c.job.id).await.unwrap().unwrap();
+    assert_eq!((job.status, job.updated_at), (JobStatus::Delivered, at(4)));
+    assert_eq!(job.checkpoint, Some(cp));
+}
+
+async fn retry_until_give_up(db: &TestDb) {
+    let (commands, jobs) = (db.store.commands(), db.store.jobs());
+    commands
+        .record_event(Revision(1), Some(command(1, profile_id(1), 1, 2)), at(0))
+        .await
+        .unwrap();
+    let first = jobs.claim(&worker("w"), LEASE, at(0)).await.unwrap().unwrap();
+    assert_eq!(
+        jobs.retry_at(&first.lease, at(60), "timeout", at(1)).await.unwrap(),
+        RetryOutcome::Scheduled
+    );
+    let job = jobs.get_job(first.job.id).await.unwrap().unwrap();
+    assert_eq!((job.status, job.run_at, job.attempts), (JobStatus::Queued, at(60), 1));
+    assert!(jobs.claim(&worker("w"), LEASE, at(59)).await.unwrap().is_none());
+    let second = jobs.claim(&worker("w"), LEASE, at(60)).await.unwrap().unwrap();
+    assert_eq!(second.job.attempts, 2);
+    assert_eq!(
+        jobs.retry_at(&second.lease, at(120), "timeout again", at(61)).await.unwrap(),
+        RetryOutcome::GaveUp
+    );
+    let job = jobs.get_job(first.job.id).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.last_error.as_deref(), Some("timeout again"));
+    let cmd = commands.get_command(Revision(1)).await.unwrap().unwrap();
+    assert_eq!(cmd.files[0].status, FileStatus::Failed { reason: "timeout again".into() });
+    assert!(jobs.claim(&worker("w"), LEASE, at(1000)).await.unwrap().is_none());
+}
+
+async fn fail_and_requeue(db: &TestDb) {
+    let (commands, jobs) = (db.store.commands(), db.store.jobs());
+    let cmd = command(1, profile_id(1), 3, 3);
+    commands.record_event(Revision(1), Some(cmd.clone()), at(0)).await.unwrap();
+    let mut claimed = Vec::new();
+    while let Some(c) = jobs.claim(&worker("w"), LEASE, at(1)).await.unwrap() {
+        claimed.push(c);
+    }
+    assert_eq!(claimed.len(), 3);
+    let cp = Checkpoint {
+        session_id: 5,
+        batches_acknowledged: 1,
+        counters: counters(10),
+    };
+    jobs.checkpoint(&claimed[0].lease, &cp).await.unwrap();
+    jobs.fail(&claimed[0].lease, "cannot read file", &counters(10), at(2)).await.unwrap();
+    jobs.fail(&claimed[1].lease, "audience deleted", &counters(5), at(2)).await.unwrap();
+    jobs.complete(&claimed[2].lease, &counters(7), at(2)).await.unwrap();
+    let stored = commands.get_command(Revision(1)).await.unwrap().unwrap();
+    let statuses: HashMap<JobId, FileStatus> =
+        stored.files.iter().map(|f| (f.job_id, f.status.clone())).collect();
+    assert_eq!(
+        statuses[&claimed[0].job.id],
+        FileStatus::Failed { reason: "cannot read file".into() }
+    );
+    assert_eq!(statuses[&claimed[2].job.id], FileStatus::Delivered);
+
+    // one job
+    assert_eq!(jobs.requeue(Revision(1), Some(claimed[1].job.id), at(3)).await.unwrap(), 1);
+    // the rest of the revision (the delivered job stays delivered)
+    assert_eq!(jobs.requeue(Revision(1), None, at(4)).await.unwrap(), 1);
+    assert_eq!(jobs.requeue(Revision(1), None, at(5)).await.unwrap(), 0);
+    assert_eq!(jobs.requeue(Revision(2), None, at(5)).await.unwrap(), 0);
+    let job = jobs.get_job(claimed[0].job.id).await.unwrap().unwrap();
+    assert_eq!((job.status, job.attempts, job.run_at), (JobStatus::Queued, 0, at(4)));
+    assert_eq!(job.checkpoint, Some(cp), "acknowledged batches are not sent twice");
+    assert_eq!(job.last_error, None);
+    let stored = commands.get_command(Revision(1)).await.unwrap().unwrap();
+    let pending = stored.files.iter().filter(|f| f.status == FileStatus::Pending).count();
+    assert_eq!(pending, 2);
+    let c = jobs.claim(&worker("w"), LEASE, at(6)).await.unwrap().unwrap();
+    assert_eq!(c.job.attempts, 1, "fresh attempts");
+}
+
+async fn lease_expired_on_last_attempt_fails_the_job(db: &TestDb) {
+    let (commands, jobs) = (db.store.commands(), db.store.jobs());
+    commands
+        .record_event(Revision(1), Some(command(1, profile_id(1), 1, 1)), at(0))
+        .await
+        .unwrap();
+    let a = jobs.claim(&worker("a"), LEASE, at(0)).await.unwrap().unwrap();
+    assert!(jobs.claim(&worker("b"), LEASE, at(31)).await.unwrap().is_none());
+    let job = jobs.get_job(a.job.id).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Failed);
+    assert!(job.last_error.unwrap().contains("lease expired"));
+}
+
+async fn list_jobs_and_stats(db: &TestDb) {
+    let (commands, jobs) = (db.store.commands(), db.store.jobs());
+    let (p, q) = (profile_id(1), profile_id(2));
+    let c1 = command(1, p, 2, 3);
+    let c2 = command(2, q, 1, 3);
+    commands.record_event(Revision(1), Some(c1.clone()), at(0)).await.unwrap();
+    commands.record_event(Revision(2), Some(c2.clone()), at(1)).await.unwrap();
+    let claimed = jobs.claim(&worker("w"), LEASE, at(2)).await.unwrap().unwrap();
+    jobs.complete(&claimed.lease, &counters(3), at(3)).await.unwrap();
+    let _running = jobs.claim(&worker("w"), LEASE, at(4)).await.unwrap().unwrap();
+
+    let all = jobs.list_jobs(&JobFilter::default()).await.unwrap();
+    let ids: Vec<JobId> = all.iter().map(|j| j.id).collect();
+    assert_eq!(ids, vec![c2.jobs[0].id, c1.jobs[1].id, c1.jobs[0].id], "newest first");
+    let of_rev = JobFilter {
+        revision: Some(Revision(1)),
+        ..Default::default()
+    };
+    assert_eq!(jobs.list_jobs(&of_rev).await.unwrap().len(), 2);
+    let of_q = JobFilter {
+        profile_id: Some(q),
+        ..Default::default()
+    };
+    assert_eq!(jobs.list_jobs(&of_q).await.unwrap()[0].id, c2.jobs[0].id);
+    let delivered = JobFilter {
+        status: Some(JobStatus::Delivered),
+        limit: 5,
+        ..Default::default()
+    };
+    let listed = jobs.list_jobs(&delivered).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, claimed.job.id);
+    let one = JobFilter {
+        limit: 1,
+        ..Default::default()
+    };
+    assert_eq!(jobs.list_jobs(&one).await.unwrap().len(), 1);
+    assert_eq!(jobs.get_job(JobId::new_v7()).await.unwrap(), None);
+
+    let stats = jobs.stats().await.unwrap();
+    assert_eq!(
+        (stats.queued, stats.running, stats.paused, stats.delivered, stats.failed),
+        (1, 1, 0, 1, 0)
+    );
+}
+
+async fn concurrent_claimers_never_share_a_job(db: &TestDb) {
+    const JOBS: usize = 60;
+    const WORKERS: usize = 8;
+    let commands = db.store.commands();
+    for rev in 0..6u64 {
+        commands
+            .record_event(Revision(rev), Some(command(rev, profile_id(1), JOBS / 6, 3)), at(0))
+            .await
+            .unwrap();
+    }
+    let in_progress = Arc::new(Mutex::new(HashSet::new()));
+    let done = Arc::new(Mutex::new(Vec::new()));
+    let tasks: Vec<_> = (0..WORKERS)
+        .map(|i| {
+            let jobs = db.store.jobs();
+            let (in_progress, done) = (in_progress.clone(), done.clone());
+            tokio::spawn(async move {
+                let me = worker(&format!("w{i}"));
+                loop {
+                    let claimed = match jobs.claim(&me, LEASE, at(1)).await {
+                        Ok(Some(c)) => c,
+                        Ok(None) => break,
+                        // a busy database is a transient error the worker retries
+                        Err(e) if e.is_retryable() => continue,
+                        Err(e) => panic!("claim failed: {e:?}"),
+                    };
+                    assert!(
+                        in_progress.lock().unwrap().insert(claimed.job.id),
+                        "job handed to two workers at once"
+                    );
+                    tokio::task::yield_now().await;
+                    in_progress.lock().unwrap().remove(&claimed.job.id);
+                    loop {
+                        match jobs.complete(&claimed.lease, &counters(4), at(2)).await {
+                            Ok(()) => break,
+                            Err(e) if matches!(e, Error::Transient { .. }) => continue,
+                            Err(e) => panic!("complete failed: {e:?}"),
+                        }
+                    }
+                    done.lock().unwrap().push(claimed.job.id);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let done = done.lock().unwrap();
+    let unique: HashSet<_> = done.iter().collect();
+    assert_eq!(done.len(), JOBS, "each job processed exactly once");
+    assert_eq!(unique.len(), JOBS);
+    let stats = db.store.jobs().stats().await.unwrap();
+    assert_eq!((stats.delivered, stats.queued, stats.running), (JOBS as u64, 0, 0));
+}
+
+async fn newer_schema_is_refused(db: &TestDb) {
+    // an up-to-date database passes the startup check
+    let status = db.store.schema_status().await.unwrap();
+    assert!(!status.applied.is_empty());
+    let again = Store::connect(&db.url, &StoreOptions::default()).await.unwrap();
+    again.close().await;
+
+    // a newer binary migrated this database
+    sqlx_exec(
+        db,
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (29990101000000, 'from the future', TRUE, X'00', 1)",
+    )
+    .await;
+    let refused = Store::connect(&db.url, &StoreOptions::default()).await.unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::SchemaTooNew { unknown } if unknown == &vec![29990101000000]),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("newer"), "{refused}");
+    let migrate = StoreOptions {
+        migrate: true,
+        ..Default::default()
+    };
+    assert!(matches!(
+        Store::connect(&db.url, &migrate).await,
+        Err(StoreError::SchemaTooNew { .. })
+    ));
+    assert!(matches!(db.store.migrate().await, Err(StoreError::SchemaTooNew { .. })));
+}
+
+async fn sqlx_exec(db: &TestDb, sql: &'static str) {
+    if let Some(pg) = db.store.as_postgres() {
+        sqlx::query(sql).execute(pg.pool()).await.unwrap();
+    } else if let Some(lite) = db.store.as_sqlite() {
+        sqlx::query(sql).execute(lite.pool()).await.unwrap();
+    }
+}
+
+async fn claim_uses_the_claimable_index(db: &TestDb) {
+    // many finished jobs and a few runnable ones
+    let commands = db.store.commands();
+    commands
+        .record_event(Revision(1), Some(command(1, profile_id(1), 2, 3)), t0())
+        .await
+        .unwrap();
+    let plan = if let Some(pg) = db.store.as_postgres() {
+        sqlx::query(
+            "INSERT INTO jobs (id, revision, position, profile_id, settings_id, file, status, \
+             attempts, max_attempts, run_at, due_at, lease_generation, counters, created_at, \
+             updated_at) SELECT gen_random_uuid(), 1, g + 10, j.profile_id, j.settings_id, \
+             j.file, 'delivered', 1, 3, j.run_at, j.due_at, 1, j.counters, j.created_at, \
+             j.updated_at FROM generate_series(1, 20000) g, (SELECT * FROM jobs LIMIT 1) j",
+        )
+        .execute(pg.pool())
+        .await
+        .unwrap();
+        sqlx::query("ANALYZE jobs").execute(pg.pool()).await.unwrap();
+        pg.explain_claim().await.unwrap()
+    } else {
+        let lite = db.store.as_sqlite().unwrap();
+        sqlx::query(
+            "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 20000) \
+             INSERT INTO jobs (id, revision, position, profile_id, settings_id, file, status, \
+             attempts, max_attempts, run_at, due_at, lease_generation, counters, created_at, \
+             updated_at) SELECT randomblob(16), 1, g.n + 10, j.profile_id, j.settings_id, \
+             j.file, 'delivered', 1, 3, j.run_at, j.due_at, 1, j.counters, j.created_at, \
+             j.updated_at FROM g, (SELECT * FROM jobs LIMIT 1) j",
+        )
+        .execute(lite.pool())
+        .await
+        .unwrap();
+        sqlx::query("ANALYZE").execute(lite.pool()).await.unwrap();
+        lite.explain_claim().await.unwrap()
+    };
+    assert!(plan.contains("jobs_claimable_idx"), "claim does not use the index:\n{plan}");
+    let c = db.store.jobs().claim(&worker("w"), LEASE, at(1)).await.unwrap();
+    assert!(c.is_some());
+}
