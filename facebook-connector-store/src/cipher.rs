@@ -185,7 +185,10 @@ impl TokenKeyring {
             .iter()
             .find(|k| k.id == id)
             .ok_or_else(|| StoreError::Cipher {
-                reason: format!("unknown key id {:?}", id.chars().take(32).collect::<String>()),
+                reason: format!(
+                    "unknown key id {:?}",
+                    id.chars().take(32).collect::<String>()
+                ),
             })?;
         let blob = URL_SAFE_NO_PAD
             .decode(encoded)
@@ -278,7 +281,10 @@ mod tests {
         let after = ring(&[&new, &old]);
         let secret = SecretString::from(TOKEN.to_owned());
         let legacy = before.encrypt(pid(7), &secret).unwrap();
-        assert_eq!(after.decrypt(pid(7), &legacy).unwrap().expose_secret(), TOKEN);
+        assert_eq!(
+            after.decrypt(pid(7), &legacy).unwrap().expose_secret(),
+            TOKEN
+        );
         assert!(after.needs_rotation(&legacy));
         let fresh = after.encrypt(pid(7), &secret).unwrap();
         assert!(fresh.0.starts_with("new:"));
@@ -286,7 +292,10 @@ mod tests {
         assert_eq!(after.current_key_id(), "new");
         assert_eq!(after.key_ids(), vec!["new", "old"]);
         // the old keyring does not know the new key: a clear error, not garbage
-        assert!(matches!(before.decrypt(pid(7), &fresh), Err(Error::Decrypt { .. })));
+        assert!(matches!(
+            before.decrypt(pid(7), &fresh),
+            Err(Error::Decrypt { .. })
+        ));
     }
 
     #[test]
@@ -298,8 +307,14 @@ mod tests {
         let secret = SecretString::from(TOKEN.to_owned());
         let sealed = ring1.encrypt(pid(1), &secret).unwrap();
 
-        assert!(matches!(impostor.decrypt(pid(1), &sealed), Err(Error::Decrypt { .. })));
-        assert!(matches!(ring1.decrypt(pid(2), &sealed), Err(Error::Decrypt { .. })));
+        assert!(matches!(
+            impostor.decrypt(pid(1), &sealed),
+            Err(Error::Decrypt { .. })
+        ));
+        assert!(matches!(
+            ring1.decrypt(pid(2), &sealed),
+            Err(Error::Decrypt { .. })
+        ));
 
         // flip one bit in every position of the payload: always rejected
         let (id, body) = sealed.0.split_once(':').unwrap();
@@ -308,9 +323,19 @@ mod tests {
             let mut bad = blob.clone();
             bad[i] ^= 0x01;
             let token = EncryptedToken(format!("{id}:{}", URL_SAFE_NO_PAD.encode(&bad)));
-            assert!(matches!(ring1.decrypt(pid(1), &token), Err(Error::Decrypt { .. })));
+            assert!(matches!(
+                ring1.decrypt(pid(1), &token),
+                Err(Error::Decrypt { .. })
+            ));
         }
-        for garbage in ["", "k1", "k1:", "k1:!!!", "k9:AAAA", "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
+        for garbage in [
+            "",
+            "k1",
+            "k1:",
+            "k1:!!!",
+            "k9:AAAA",
+            "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ] {
             let token = EncryptedToken(garbage.to_owned());
             let err = ring1.decrypt(pid(1), &token).unwrap_err();
             assert!(matches!(err, Error::Decrypt { .. }), "{garbage:?}: {err:?}");
@@ -324,19 +349,32 @@ mod tests {
         assert!(!format!("{k1:?}").contains(&material));
         let ring = ring(&[&k1]);
         let printed = format!("{ring:?}");
-        assert!(printed.contains("k1") && printed.contains("redacted"), "{printed}");
+        assert!(
+            printed.contains("k1") && printed.contains("redacted"),
+            "{printed}"
+        );
         assert!(!printed.contains(&material), "{printed}");
 
         let secret = SecretString::from(TOKEN.to_owned());
         let sealed = ring.encrypt(pid(1), &secret).unwrap();
         let err = ring.decrypt(pid(2), &sealed).unwrap_err();
-        let chain = format!("{err} {:?} {}", err, std::error::Error::source(&err).unwrap());
-        assert!(!chain.contains(TOKEN) && !chain.contains(&material), "{chain}");
+        let chain = format!(
+            "{err} {:?} {}",
+            err,
+            std::error::Error::source(&err).unwrap()
+        );
+        assert!(
+            !chain.contains(TOKEN) && !chain.contains(&material),
+            "{chain}"
+        );
 
         // a bad configuration names the key id, never the material
         let bad = SecretString::from(format!("k1:{}", &material[..20]));
         let err = TokenKeyring::parse(&bad).unwrap_err().to_string();
-        assert!(err.contains("k1") && !err.contains(&material[..20]), "{err}");
+        assert!(
+            err.contains("k1") && !err.contains(&material[..20]),
+            "{err}"
+        );
     }
 
     #[test]
@@ -348,7 +386,10 @@ mod tests {
             k2.expose_secret(),
             k1.expose_secret()
         ));
-        assert_eq!(TokenKeyring::parse(&list).unwrap().key_ids(), vec!["k2", "k1"]);
+        assert_eq!(
+            TokenKeyring::parse(&list).unwrap().key_ids(),
+            vec!["k2", "k1"]
+        );
         for bad in [
             String::new(),
             "k1".to_owned(),

@@ -124,7 +124,10 @@ mod tests {
     fn micros_round_trip_and_preserve_order() {
         let a = time::macros::datetime!(2024-05-01 12:00:00.123456789 UTC);
         let b = time::macros::datetime!(1969-12-31 23:59:59.999999 UTC);
-        assert_eq!(from_unix_micros(unix_micros(a)).unwrap(), truncate_micros(a));
+        assert_eq!(
+            from_unix_micros(unix_micros(a)).unwrap(),
+            truncate_micros(a)
+        );
         assert_eq!(from_unix_micros(unix_micros(b)).unwrap(), b);
         assert!(unix_micros(b) < unix_micros(a));
         assert_eq!(limit(0), DEFAULT_LIMIT);

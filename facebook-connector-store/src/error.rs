@@ -136,11 +136,16 @@ impl StoreError {
             sqlx::Error::Database(db) => {
                 let code = db.code();
                 let code = code.as_deref().unwrap_or("");
-                if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
+                if db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some()
+                {
                     // 40001 serialization_failure, 40P01 deadlock_detected, 08* connection
                     // exceptions, 53300 too_many_connections, 57P01..57P03 shutdown/recovery
-                    matches!(code, "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03")
-                        || code.starts_with("08")
+                    matches!(
+                        code,
+                        "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03"
+                    ) || code.starts_with("08")
                 } else {
                     // SQLite: primary result codes SQLITE_BUSY (5) and SQLITE_LOCKED (6)
                     code.parse::<i64>()
@@ -197,7 +202,10 @@ mod tests {
             operation: "claim job",
             source: sqlx::Error::PoolTimedOut,
         };
-        assert!(matches!(CoreError::from(timed_out), CoreError::Transient { .. }));
+        assert!(matches!(
+            CoreError::from(timed_out),
+            CoreError::Transient { .. }
+        ));
         let io = StoreError::Connect {
             backend: "postgres",
             source: sqlx::Error::Io(std::io::Error::other("reset")),

@@ -180,7 +180,8 @@ impl Store {
                         connect
                             .journal_mode(SqliteJournalMode::Wal)
                             .synchronous(SqliteSynchronous::Normal),
-                        SqlitePoolOptions::new().max_connections(options.max_connections.unwrap_or(4)),
+                        SqlitePoolOptions::new()
+                            .max_connections(options.max_connections.unwrap_or(4)),
                     )
                 };
                 let pool = pool
@@ -306,7 +307,10 @@ mod tests {
             Backend::from_url("postgresql://h/db").ok(),
             Some(Backend::Postgres)
         );
-        assert_eq!(Backend::from_url("sqlite::memory:").ok(), Some(Backend::Sqlite));
+        assert_eq!(
+            Backend::from_url("sqlite::memory:").ok(),
+            Some(Backend::Sqlite)
+        );
         assert_eq!(
             Backend::from_url("sqlite://data/fbc.db?mode=rwc").ok(),
             Some(Backend::Sqlite)

@@ -12,8 +12,7 @@ use common::{TestDb, at, command, profile, profile_id, settings_id, t0};
 use facebook_connector_core::Error;
 use facebook_connector_core::domain::{
     Audience, AudienceId, Checkpoint, CompanyId, DeliveryCounters, DeliveryState, EncryptedToken,
-    FacebookUser, FacebookUserId, FileStatus, JobId, JobStatus, RetryOutcome, Revision,
-    WorkerId,
+    FacebookUser, FacebookUserId, FileStatus, JobId, JobStatus, RetryOutcome, Revision, WorkerId,
 };
 use facebook_connector_core::ports::{CommandFilter, JobFilter, RecordOutcome, SettingsClaim};
 use facebook_connector_store::{Store, StoreError, StoreOptions};
@@ -96,7 +95,11 @@ async fn profiles_round_trip(db: &TestDb) {
     assert_eq!(profiles.get_profile(a.id).await.unwrap(), Some(a.clone()));
     assert_eq!(profiles.get_profile(profile_id(99)).await.unwrap(), None);
     let listed = profiles.list_profiles(CompanyId(7)).await.unwrap();
-    assert_eq!(listed, vec![a.clone(), b.clone()], "oldest first, own company only");
+    assert_eq!(
+        listed,
+        vec![a.clone(), b.clone()],
+        "oldest first, own company only"
+    );
 
     let mut account = a.ad_account.clone();
     account.name = "renamed".into();
@@ -115,7 +118,10 @@ async fn profiles_round_trip(db: &TestDb) {
     assert_eq!(stored.ad_account, account);
     assert_eq!(stored.audience, Some(audience));
     profiles.set_audience(a.id, None).await.unwrap();
-    assert_eq!(profiles.get_profile(a.id).await.unwrap().unwrap().audience, None);
+    assert_eq!(
+        profiles.get_profile(a.id).await.unwrap().unwrap().audience,
+        None
+    );
 
     let missing = profile_id(42);
     assert!(matches!(
@@ -140,10 +146,26 @@ async fn needs_reauth_pauses_and_reauthorize_resumes(db: &TestDb) {
         .record_event(Revision(1), Some(command(1, p.id, 3, 5)), at(0))
         .await
         .unwrap();
-    let running = jobs.claim(&worker("w1"), LEASE, at(1)).await.unwrap().unwrap();
+    let running = jobs
+        .claim(&worker("w1"), LEASE, at(1))
+        .await
+        .unwrap()
+        .unwrap();
 
-    assert_eq!(profiles.mark_needs_reauth(p.id, "error 190", at(2)).await.unwrap(), 2);
-    assert_eq!(profiles.mark_needs_reauth(p.id, "again", at(3)).await.unwrap(), 0);
+    assert_eq!(
+        profiles
+            .mark_needs_reauth(p.id, "error 190", at(2))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        profiles
+            .mark_needs_reauth(p.id, "again", at(3))
+            .await
+            .unwrap(),
+        0
+    );
     let stored = profiles.get_profile(p.id).await.unwrap().unwrap();
     assert_eq!(
         stored.delivery_state,
@@ -154,8 +176,18 @@ async fn needs_reauth_pauses_and_reauthorize_resumes(db: &TestDb) {
         "idempotent: the first reason and time are kept"
     );
     // nothing of this profile is claimable, even after the running lease expires
-    assert!(jobs.claim(&worker("w2"), LEASE, at(4)).await.unwrap().is_none());
-    assert!(jobs.claim(&worker("w2"), LEASE, at(100)).await.unwrap().is_none());
+    assert!(
+        jobs.claim(&worker("w2"), LEASE, at(4))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        jobs.claim(&worker("w2"), LEASE, at(100))
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // a new event for the paused profile is enqueued paused
     commands
@@ -164,7 +196,9 @@ async fn needs_reauth_pauses_and_reauthorize_resumes(db: &TestDb) {
         .unwrap();
 
     // the worker holding a job pauses it; the attempt does not count
-    jobs.pause(&running.lease, "token invalid", at(6)).await.unwrap();
+    jobs.pause(&running.lease, "token invalid", at(6))
+        .await
+        .unwrap();
     let paused = jobs.get_job(running.job.id).await.unwrap().unwrap();
     assert_eq!(paused.status, JobStatus::Paused);
     assert_eq!(paused.attempts, 0);
@@ -201,7 +235,11 @@ async fn needs_reauth_pauses_and_reauthorize_resumes(db: &TestDb) {
     assert!(claimed.contains(&running.job.id));
 
     // a pause while the profile is fine again (re-authorised meanwhile) re-queues instead
-    let again = jobs.claim(&worker("w3"), LEASE, at(200)).await.unwrap().unwrap();
+    let again = jobs
+        .claim(&worker("w3"), LEASE, at(200))
+        .await
+        .unwrap()
+        .unwrap();
     jobs.pause(&again.lease, "raced", at(201)).await.unwrap();
     assert_eq!(
         jobs.get_job(again.job.id).await.unwrap().unwrap().status,
@@ -217,19 +255,38 @@ async fn archive_fails_waiting_jobs(db: &TestDb) {
         .record_event(Revision(1), Some(command(1, p.id, 3, 5)), at(0))
         .await
         .unwrap();
-    let running = jobs.claim(&worker("w"), LEASE, at(1)).await.unwrap().unwrap();
+    let running = jobs
+        .claim(&worker("w"), LEASE, at(1))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(profiles.archive_profile(p.id, at(2)).await.unwrap());
     assert!(!profiles.archive_profile(p.id, at(3)).await.unwrap());
-    assert!(!profiles.archive_profile(profile_id(9), at(3)).await.unwrap());
+    assert!(
+        !profiles
+            .archive_profile(profile_id(9), at(3))
+            .await
+            .unwrap()
+    );
     assert_eq!(
-        profiles.get_profile(p.id).await.unwrap().unwrap().archived_at,
+        profiles
+            .get_profile(p.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .archived_at,
         Some(at(2))
     );
     let cmd = commands.get_command(Revision(1)).await.unwrap().unwrap();
     let failed: Vec<_> = cmd
         .files
         .iter()
-        .filter(|f| f.status == FileStatus::Failed { reason: "profile archived".into() })
+        .filter(|f| {
+            f.status
+                == FileStatus::Failed {
+                    reason: "profile archived".into(),
+                }
+        })
         .collect();
     assert_eq!(failed.len(), 2, "{cmd:?}");
     // the running job is left to its worker
@@ -247,45 +304,85 @@ async fn settings_claims(db: &TestDb) {
     let ttl = Duration::from_secs(60);
     assert_eq!(settings.get_settings(id).await.unwrap(), None);
 
-    assert_eq!(settings.claim_settings(id, &a, ttl, at(0)).await.unwrap(), SettingsClaim::Claimed);
+    assert_eq!(
+        settings.claim_settings(id, &a, ttl, at(0)).await.unwrap(),
+        SettingsClaim::Claimed
+    );
     assert_eq!(
         settings.claim_settings(id, &b, ttl, at(10)).await.unwrap(),
         SettingsClaim::HeldByOther { until: at(60) }
     );
     // the holder may renew its own claim
-    assert_eq!(settings.claim_settings(id, &a, ttl, at(20)).await.unwrap(), SettingsClaim::Claimed);
-    assert_eq!(settings.get_settings(id).await.unwrap(), None, "a claim is not settings");
+    assert_eq!(
+        settings.claim_settings(id, &a, ttl, at(20)).await.unwrap(),
+        SettingsClaim::Claimed
+    );
+    assert_eq!(
+        settings.get_settings(id).await.unwrap(),
+        None,
+        "a claim is not settings"
+    );
     // the claim runs out: b takes over, and a (stale) may no longer save
-    assert_eq!(settings.claim_settings(id, &b, ttl, at(81)).await.unwrap(), SettingsClaim::Claimed);
+    assert_eq!(
+        settings.claim_settings(id, &b, ttl, at(81)).await.unwrap(),
+        SettingsClaim::Claimed
+    );
     let audience_a = AudienceId::parse("111").unwrap();
     let audience_b = AudienceId::parse("222").unwrap();
     assert!(matches!(
         settings.save_settings(id, &audience_a, &a, at(90)).await,
         Err(Error::Conflict { .. })
     ));
-    let saved = settings.save_settings(id, &audience_b, &b, at(91)).await.unwrap();
+    let saved = settings
+        .save_settings(id, &audience_b, &b, at(91))
+        .await
+        .unwrap();
     assert_eq!(saved.audience_id, audience_b);
     assert_eq!((saved.created_at, saved.updated_at), (at(91), at(91)));
-    assert_eq!(settings.get_settings(id).await.unwrap(), Some(saved.clone()));
+    assert_eq!(
+        settings.get_settings(id).await.unwrap(),
+        Some(saved.clone())
+    );
     assert_eq!(
         settings.claim_settings(id, &a, ttl, at(92)).await.unwrap(),
         SettingsClaim::Existing(saved.clone())
     );
     // overwrite (the stored audience vanished): keeps created_at
-    let replaced = settings.save_settings(id, &audience_a, &a, at(100)).await.unwrap();
+    let replaced = settings
+        .save_settings(id, &audience_a, &a, at(100))
+        .await
+        .unwrap();
     assert_eq!(replaced.audience_id, audience_a);
-    assert_eq!((replaced.created_at, replaced.updated_at), (at(91), at(100)));
+    assert_eq!(
+        (replaced.created_at, replaced.updated_at),
+        (at(91), at(100))
+    );
 
     // release lets another worker claim at once; releasing someone else's claim does nothing
     let other = settings_id(p, 2);
-    assert_eq!(settings.claim_settings(other, &a, ttl, at(0)).await.unwrap(), SettingsClaim::Claimed);
+    assert_eq!(
+        settings
+            .claim_settings(other, &a, ttl, at(0))
+            .await
+            .unwrap(),
+        SettingsClaim::Claimed
+    );
     settings.release_settings(other, &b).await.unwrap();
     assert!(matches!(
-        settings.claim_settings(other, &b, ttl, at(1)).await.unwrap(),
+        settings
+            .claim_settings(other, &b, ttl, at(1))
+            .await
+            .unwrap(),
         SettingsClaim::HeldByOther { .. }
     ));
     settings.release_settings(other, &a).await.unwrap();
-    assert_eq!(settings.claim_settings(other, &b, ttl, at(2)).await.unwrap(), SettingsClaim::Claimed);
+    assert_eq!(
+        settings
+            .claim_settings(other, &b, ttl, at(2))
+            .await
+            .unwrap(),
+        SettingsClaim::Claimed
+    );
 }
 
 async fn settings_claim_race_has_one_winner(db: &TestDb) {
@@ -295,7 +392,12 @@ async fn settings_claim_race_has_one_winner(db: &TestDb) {
             let settings = db.store.settings();
             tokio::spawn(async move {
                 settings
-                    .claim_settings(id, &worker(&format!("w{i}")), Duration::from_secs(60), at(0))
+                    .claim_settings(
+                        id,
+                        &worker(&format!("w{i}")),
+                        Duration::from_secs(60),
+                        at(0),
+                    )
                     .await
             })
         })
@@ -319,30 +421,45 @@ async fn record_event_and_cursor(db: &TestDb) {
 
     let first = command(5, p, 2, 3);
     assert_eq!(
-        commands.record_event(Revision(5), Some(first.clone()), at(0)).await.unwrap(),
+        commands
+            .record_event(Revision(5), Some(first.clone()), at(0))
+            .await
+            .unwrap(),
         RecordOutcome::Recorded
     );
     assert_eq!(commands.cursor().await.unwrap(), Some(Revision(5)));
     // replay: nothing changes (even with fresh job ids)
     assert_eq!(
-        commands.record_event(Revision(5), Some(command(5, p, 2, 3)), at(1)).await.unwrap(),
+        commands
+            .record_event(Revision(5), Some(command(5, p, 2, 3)), at(1))
+            .await
+            .unwrap(),
         RecordOutcome::AlreadyRecorded
     );
     assert_eq!(jobs.stats().await.unwrap().queued, 2);
     // an old event without a command does not move the cursor back
     assert_eq!(
-        commands.record_event(Revision(3), None, at(2)).await.unwrap(),
+        commands
+            .record_event(Revision(3), None, at(2))
+            .await
+            .unwrap(),
         RecordOutcome::AlreadyRecorded
     );
     assert_eq!(commands.cursor().await.unwrap(), Some(Revision(5)));
     assert_eq!(
-        commands.record_event(Revision(7), None, at(3)).await.unwrap(),
+        commands
+            .record_event(Revision(7), None, at(3))
+            .await
+            .unwrap(),
         RecordOutcome::Recorded
     );
     assert_eq!(commands.cursor().await.unwrap(), Some(Revision(7)));
     // a command older than the cursor is stored, the cursor stays
     assert_eq!(
-        commands.record_event(Revision(6), Some(command(6, q, 1, 3)), at(4)).await.unwrap(),
+        commands
+            .record_event(Revision(6), Some(command(6, q, 1, 3)), at(4))
+            .await
+            .unwrap(),
         RecordOutcome::Recorded
     );
     assert_eq!(commands.cursor().await.unwrap(), Some(Revision(7)));
@@ -357,40 +474,87 @@ async fn record_event_and_cursor(db: &TestDb) {
     assert_eq!(stored.event, first.event);
     assert_eq!(stored.settings_id, first.settings_id);
     assert_eq!((stored.created_at, stored.updated_at), (at(0), at(0)));
-    let files: Vec<_> = stored.files.iter().map(|f| (f.job_id, f.file.clone())).collect();
+    let files: Vec<_> = stored
+        .files
+        .iter()
+        .map(|f| (f.job_id, f.file.clone()))
+        .collect();
     let expected: Vec<_> = first.jobs.iter().map(|j| (j.id, j.file.clone())).collect();
     assert_eq!(files, expected, "files in order with their job ids");
-    assert!(stored.files.iter().all(|f| f.status == FileStatus::Pending
-        && f.counters == DeliveryCounters::default()));
+    assert!(
+        stored
+            .files
+            .iter()
+            .all(|f| f.status == FileStatus::Pending && f.counters == DeliveryCounters::default())
+    );
     let job = jobs.get_job(first.jobs[0].id).await.unwrap().unwrap();
     assert_eq!(
-        (job.revision, job.profile_id, job.settings_id, job.status, job.attempts, job.max_attempts),
+        (
+            job.revision,
+            job.profile_id,
+            job.settings_id,
+            job.status,
+            job.attempts,
+            job.max_attempts
+        ),
         (Revision(5), p, first.settings_id, JobStatus::Queued, 0, 3)
     );
-    assert_eq!((job.run_at, job.checkpoint, job.last_error), (at(0), None, None));
+    assert_eq!(
+        (job.run_at, job.checkpoint, job.last_error),
+        (at(0), None, None)
+    );
     assert!(commands.get_command(Revision(7)).await.unwrap().is_none());
-    assert!(commands.get_command(Revision(8)).await.unwrap().unwrap().files.is_empty());
+    assert!(
+        commands
+            .get_command(Revision(8))
+            .await
+            .unwrap()
+            .unwrap()
+            .files
+            .is_empty()
+    );
 
     // listing: newest first, filters, paging
-    let all = commands.list_commands(&CommandFilter::default()).await.unwrap();
+    let all = commands
+        .list_commands(&CommandFilter::default())
+        .await
+        .unwrap();
     let revs: Vec<u64> = all.iter().map(|c| c.revision.0).collect();
     assert_eq!(revs, vec![8, 6, 5]);
     let of_p = CommandFilter {
         profile_id: Some(p),
         ..Default::default()
     };
-    let revs: Vec<u64> = commands.list_commands(&of_p).await.unwrap().iter().map(|c| c.revision.0).collect();
+    let revs: Vec<u64> = commands
+        .list_commands(&of_p)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.revision.0)
+        .collect();
     assert_eq!(revs, vec![8, 5]);
     let page = CommandFilter {
         before: Some(Revision(8)),
         limit: 1,
         ..Default::default()
     };
-    let revs: Vec<u64> = commands.list_commands(&page).await.unwrap().iter().map(|c| c.revision.0).collect();
+    let revs: Vec<u64> = commands
+        .list_commands(&page)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.revision.0)
+        .collect();
     assert_eq!(revs, vec![6]);
     // file status filter
-    let claimed = jobs.claim(&worker("w"), LEASE, at(10)).await.unwrap().unwrap();
-    jobs.fail(&claimed.lease, "bad file", &counters(10), at(11)).await.unwrap();
+    let claimed = jobs
+        .claim(&worker("w"), LEASE, at(10))
+        .await
+        .unwrap()
+        .unwrap();
+    jobs.fail(&claimed.lease, "bad file", &counters(10), at(11))
+        .await
+        .unwrap();
     let failed = CommandFilter {
         file_status: Some("failed".into()),
         ..Default::default()
@@ -410,25 +574,43 @@ async fn record_event_is_atomic(db: &TestDb) {
     let (commands, jobs) = (db.store.commands(), db.store.jobs());
     let p = profile_id(1);
     let ok = command(1, p, 1, 3);
-    commands.record_event(Revision(1), Some(ok.clone()), at(0)).await.unwrap();
+    commands
+        .record_event(Revision(1), Some(ok.clone()), at(0))
+        .await
+        .unwrap();
 
     // the second job collides with the first: fails after the command and one job were written
     let mut colliding = command(2, p, 2, 3);
     colliding.jobs[1].id = colliding.jobs[0].id;
-    let err = commands.record_event(Revision(2), Some(colliding.clone()), at(1)).await.unwrap_err();
+    let err = commands
+        .record_event(Revision(2), Some(colliding.clone()), at(1))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
     // a collision with an earlier command's job
     let mut colliding_old = command(2, p, 2, 3);
     colliding_old.jobs[1].id = ok.jobs[0].id;
-    assert!(commands.record_event(Revision(2), Some(colliding_old), at(1)).await.is_err());
+    assert!(
+        commands
+            .record_event(Revision(2), Some(colliding_old), at(1))
+            .await
+            .is_err()
+    );
 
-    assert_eq!(commands.cursor().await.unwrap(), Some(Revision(1)), "cursor did not move");
+    assert_eq!(
+        commands.cursor().await.unwrap(),
+        Some(Revision(1)),
+        "cursor did not move"
+    );
     assert!(commands.get_command(Revision(2)).await.unwrap().is_none());
     assert!(jobs.get_job(colliding.jobs[0].id).await.unwrap().is_none());
     assert_eq!(jobs.stats().await.unwrap().queued, 1);
     // and the event can be recorded once fixed
     assert_eq!(
-        commands.record_event(Revision(2), Some(command(2, p, 2, 3)), at(2)).await.unwrap(),
+        commands
+            .record_event(Revision(2), Some(command(2, p, 2, 3)), at(2))
+            .await
+            .unwrap(),
         RecordOutcome::Recorded
     );
     assert_eq!(commands.cursor().await.unwrap(), Some(Revision(2)));
@@ -437,14 +619,34 @@ async fn record_event_is_atomic(db: &TestDb) {
 async fn claim_order_and_run_at(db: &TestDb) {
     let (commands, jobs) = (db.store.commands(), db.store.jobs());
     let p = profile_id(1);
-    assert!(jobs.claim(&worker("w"), LEASE, at(0)).await.unwrap().is_none());
+    assert!(
+        jobs.claim(&worker("w"), LEASE, at(0))
+            .await
+            .unwrap()
+            .is_none()
+    );
     let first = command(1, p, 1, 3);
     let second = command(2, p, 1, 3);
-    commands.record_event(Revision(2), Some(second.clone()), at(5)).await.unwrap();
-    commands.record_event(Revision(1), Some(first.clone()), at(10)).await.unwrap();
+    commands
+        .record_event(Revision(2), Some(second.clone()), at(5))
+        .await
+        .unwrap();
+    commands
+        .record_event(Revision(1), Some(first.clone()), at(10))
+        .await
+        .unwrap();
     // nothing is runnable before its run_at
-    assert!(jobs.claim(&worker("w"), LEASE, at(4)).await.unwrap().is_none());
-    let c = jobs.claim(&worker("w"), LEASE, at(20)).await.unwrap().unwrap();
+    assert!(
+        jobs.claim(&worker("w"), LEASE, at(4))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let c = jobs
+        .claim(&worker("w"), LEASE, at(20))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(c.job.id, second.jobs[0].id, "oldest runnable first");
     assert_eq!((c.job.status, c.job.attempts), (JobStatus::Running, 1));
     assert_eq!(c.lease.owner, worker("w"));
@@ -452,11 +654,27 @@ async fn claim_order_and_run_at(db: &TestDb) {
     assert_eq!(c.lease.expires_at, at(50));
     assert_eq!(c.lease.generation, 1);
     // a retry later than the other job's run_at goes behind it
-    jobs.retry_at(&c.lease, at(100), "throttled", at(21)).await.unwrap();
-    let d = jobs.claim(&worker("w"), LEASE, at(22)).await.unwrap().unwrap();
+    jobs.retry_at(&c.lease, at(100), "throttled", at(21))
+        .await
+        .unwrap();
+    let d = jobs
+        .claim(&worker("w"), LEASE, at(22))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(d.job.id, first.jobs[0].id);
-    assert!(jobs.claim(&worker("w"), LEASE, at(99)).await.unwrap().is_none());
-    let e = jobs.claim(&worker("w"), LEASE, at(100)).await.unwrap().unwrap();
+    jobs.complete(&d.lease, &counters(4), at(23)).await.unwrap();
+    assert!(
+        jobs.claim(&worker("w"), LEASE, at(99))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let e = jobs
+        .claim(&worker("w"), LEASE, at(100))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(e.job.id, second.jobs[0].id);
     assert_eq!((e.job.attempts, e.lease.generation), (2, 2));
     assert_eq!(e.job.last_error.as_deref(), Some("throttled"));
@@ -468,9 +686,23 @@ async fn lease_expiry_and_stale_lease_conflicts(db: &TestDb) {
         .record_event(Revision(1), Some(command(1, profile_id(1), 1, 5)), at(0))
         .await
         .unwrap();
-    let a = jobs.claim(&worker("a"), LEASE, at(0)).await.unwrap().unwrap();
-    assert!(jobs.claim(&worker("b"), LEASE, at(29)).await.unwrap().is_none(), "lease held");
-    let b = jobs.claim(&worker("b"), LEASE, at(30)).await.unwrap().unwrap();
+    let a = jobs
+        .claim(&worker("a"), LEASE, at(0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        jobs.claim(&worker("b"), LEASE, at(29))
+            .await
+            .unwrap()
+            .is_none(),
+        "lease held"
+    );
+    let b = jobs
+        .claim(&worker("b"), LEASE, at(30))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(b.job.id, a.job.id, "an expired lease is re-offered");
     assert_eq!(b.lease.generation, a.lease.generation + 1);
     assert_eq!(b.job.attempts, 2);
@@ -484,7 +716,8 @@ async fn lease_expiry_and_stale_lease_conflicts(db: &TestDb) {
 
     // the stale holder can do nothing
     let stale = &a.lease;
-    let conflict = |r: Result<(), Error>| assert!(matches!(r, Err(Error::Conflict { .. })), "{r:?}");
+    let conflict =
+        |r: Result<(), Error>| assert!(matches!(r, Err(Error::Conflict { .. })), "{r:?}");
     conflict(jobs.heartbeat(stale, LEASE, at(31)).await.map(|_| ()));
     conflict(jobs.checkpoint(stale, &Checkpoint::default()).await);
     conflict(jobs.complete(stale, &counters(99), at(31)).await);
@@ -497,13 +730,24 @@ async fn lease_expiry_and_stale_lease_conflicts(db: &TestDb) {
         ..b.lease.clone()
     };
     conflict(jobs.complete(&forged, &counters(99), at(31)).await);
-    assert_eq!(jobs.get_job(a.job.id).await.unwrap().unwrap(), before, "nothing changed");
+    assert_eq!(
+        jobs.get_job(a.job.id).await.unwrap().unwrap(),
+        before,
+        "nothing changed"
+    );
 
-    jobs.complete(&b.lease, &counters(20), at(32)).await.unwrap();
+    jobs.complete(&b.lease, &counters(20), at(32))
+        .await
+        .unwrap();
     conflict(jobs.complete(&b.lease, &counters(20), at(33)).await);
     conflict(jobs.heartbeat(&b.lease, LEASE, at(33)).await.map(|_| ()));
     // a finished job is never re-offered
-    assert!(jobs.claim(&worker("c"), LEASE, at(1000)).await.unwrap().is_none());
+    assert!(
+        jobs.claim(&worker("c"), LEASE, at(1000))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn heartbeat_extends_the_lease(db: &TestDb) {
@@ -512,23 +756,55 @@ async fn heartbeat_extends_the_lease(db: &TestDb) {
         .record_event(Revision(1), Some(command(1, profile_id(1), 1, 5)), at(0))
         .await
         .unwrap();
-    let a = jobs.claim(&worker("a"), LEASE, at(0)).await.unwrap().unwrap();
+    let a = jobs
+        .claim(&worker("a"), LEASE, at(0))
+        .await
+        .unwrap()
+        .unwrap();
     let extended = jobs.heartbeat(&a.lease, LEASE, at(20)).await.unwrap();
     assert_eq!(extended.expires_at, at(50));
     assert_eq!(extended.generation, a.lease.generation);
-    assert!(jobs.claim(&worker("b"), LEASE, at(40)).await.unwrap().is_none());
+    assert!(
+        jobs.claim(&worker("b"), LEASE, at(40))
+            .await
+            .unwrap()
+            .is_none()
+    );
     // a lease that expired but was not taken over is still the current one
     let late = jobs.heartbeat(&extended, LEASE, at(60)).await.unwrap();
     assert_eq!(late.expires_at, at(90));
-    assert!(jobs.claim(&worker("b"), LEASE, at(89)).await.unwrap().is_none());
-    assert!(jobs.claim(&worker("b"), LEASE, at(90)).await.unwrap().is_some());
+    assert!(
+        jobs.claim(&worker("b"), LEASE, at(89))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        jobs.claim(&worker("b"), LEASE, at(90))
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 async fn checkpoint_and_complete_update_the_file(db: &TestDb) {
     let (commands, jobs) = (db.store.commands(), db.store.jobs());
     let cmd = command(1, profile_id(1), 2, 5);
-    commands.record_event(Revision(1), Some(cmd.clone()), at(0)).await.unwrap();
-    let c = jobs.claim(&worker("w"), LEASE, at(1)).await.unwrap().unwrap();
+    commands
+        .record_event(Revision(1), Some(cmd.clone()), at(0))
+        .await
+        .unwrap();
+    let c = jobs
+        .claim(&worker("w"), LEASE, at(1))
+        .await
+        .unwrap()
+        .unwrap();
+    let other = jobs
+        .claim(&worker("w2"), LEASE, at(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(other.job.id, c.job.id);
     let cp = Checkpoint {
         session_id: 1234,
         batches_acknowledged: 2,
@@ -538,7 +814,12 @@ async fn checkpoint_and_complete_update_the_file(db: &TestDb) {
     let job = jobs.get_job(c.job.id).await.unwrap().unwrap();
     assert_eq!(job.checkpoint, Some(cp));
     let file = |command: &facebook_connector_core::domain::Command| {
-        command.files.iter().find(|f| f.job_id == c.job.id).cloned().unwrap()
+        command
+            .files
+            .iter()
+            .find(|f| f.job_id == c.job.id)
+            .cloned()
+            .unwrap()
     };
     let stored = commands.get_command(Revision(1)).await.unwrap().unwrap();
     assert_eq!(file(&stored).status, FileStatus::Pending);
@@ -546,11 +827,17 @@ async fn checkpoint_and_complete_update_the_file(db: &TestDb) {
 
     // a retried job keeps its checkpoint
     jobs.retry_at(&c.lease, at(2), "5xx", at(2)).await.unwrap();
-    let again = jobs.claim(&worker("w"), LEASE, at(3)).await.unwrap().unwrap();
+    let again = jobs
+        .claim(&worker("w"), LEASE, at(3))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(again.job.id, c.job.id);
     assert_eq!(again.job.checkpoint, Some(cp));
 
-    jobs.complete(&again.lease, &counters(25_000), at(4)).await.unwrap();
+    jobs.complete(&again.lease, &counters(25_000), at(4))
+        .await
+        .unwrap();
     let stored = commands.get_command(Revision(1)).await.unwrap().unwrap();
     assert_eq!(file(&stored).status, FileStatus::Delivered);
     assert_eq!(file(&stored).counters, counters(25_000));
@@ -566,32 +853,65 @@ async fn retry_until_give_up(db: &TestDb) {
         .record_event(Revision(1), Some(command(1, profile_id(1), 1, 2)), at(0))
         .await
         .unwrap();
-    let first = jobs.claim(&worker("w"), LEASE, at(0)).await.unwrap().unwrap();
+    let first = jobs
+        .claim(&worker("w"), LEASE, at(0))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
-        jobs.retry_at(&first.lease, at(60), "timeout", at(1)).await.unwrap(),
+        jobs.retry_at(&first.lease, at(60), "timeout", at(1))
+            .await
+            .unwrap(),
         RetryOutcome::Scheduled
     );
     let job = jobs.get_job(first.job.id).await.unwrap().unwrap();
-    assert_eq!((job.status, job.run_at, job.attempts), (JobStatus::Queued, at(60), 1));
-    assert!(jobs.claim(&worker("w"), LEASE, at(59)).await.unwrap().is_none());
-    let second = jobs.claim(&worker("w"), LEASE, at(60)).await.unwrap().unwrap();
+    assert_eq!(
+        (job.status, job.run_at, job.attempts),
+        (JobStatus::Queued, at(60), 1)
+    );
+    assert!(
+        jobs.claim(&worker("w"), LEASE, at(59))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let second = jobs
+        .claim(&worker("w"), LEASE, at(60))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(second.job.attempts, 2);
     assert_eq!(
-        jobs.retry_at(&second.lease, at(120), "timeout again", at(61)).await.unwrap(),
+        jobs.retry_at(&second.lease, at(120), "timeout again", at(61))
+            .await
+            .unwrap(),
         RetryOutcome::GaveUp
     );
     let job = jobs.get_job(first.job.id).await.unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Failed);
     assert_eq!(job.last_error.as_deref(), Some("timeout again"));
     let cmd = commands.get_command(Revision(1)).await.unwrap().unwrap();
-    assert_eq!(cmd.files[0].status, FileStatus::Failed { reason: "timeout again".into() });
-    assert!(jobs.claim(&worker("w"), LEASE, at(1000)).await.unwrap().is_none());
+    assert_eq!(
+        cmd.files[0].status,
+        FileStatus::Failed {
+            reason: "timeout again".into()
+        }
+    );
+    assert!(
+        jobs.claim(&worker("w"), LEASE, at(1000))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn fail_and_requeue(db: &TestDb) {
     let (commands, jobs) = (db.store.commands(), db.store.jobs());
     let cmd = command(1, profile_id(1), 3, 3);
-    commands.record_event(Revision(1), Some(cmd.clone()), at(0)).await.unwrap();
+    commands
+        .record_event(Revision(1), Some(cmd.clone()), at(0))
+        .await
+        .unwrap();
     let mut claimed = Vec::new();
     while let Some(c) = jobs.claim(&worker("w"), LEASE, at(1)).await.unwrap() {
         claimed.push(c);
@@ -603,32 +923,63 @@ async fn fail_and_requeue(db: &TestDb) {
         counters: counters(10),
     };
     jobs.checkpoint(&claimed[0].lease, &cp).await.unwrap();
-    jobs.fail(&claimed[0].lease, "cannot read file", &counters(10), at(2)).await.unwrap();
-    jobs.fail(&claimed[1].lease, "audience deleted", &counters(5), at(2)).await.unwrap();
-    jobs.complete(&claimed[2].lease, &counters(7), at(2)).await.unwrap();
+    jobs.fail(&claimed[0].lease, "cannot read file", &counters(10), at(2))
+        .await
+        .unwrap();
+    jobs.fail(&claimed[1].lease, "audience deleted", &counters(5), at(2))
+        .await
+        .unwrap();
+    jobs.complete(&claimed[2].lease, &counters(7), at(2))
+        .await
+        .unwrap();
     let stored = commands.get_command(Revision(1)).await.unwrap().unwrap();
-    let statuses: HashMap<JobId, FileStatus> =
-        stored.files.iter().map(|f| (f.job_id, f.status.clone())).collect();
+    let statuses: HashMap<JobId, FileStatus> = stored
+        .files
+        .iter()
+        .map(|f| (f.job_id, f.status.clone()))
+        .collect();
     assert_eq!(
         statuses[&claimed[0].job.id],
-        FileStatus::Failed { reason: "cannot read file".into() }
+        FileStatus::Failed {
+            reason: "cannot read file".into()
+        }
     );
     assert_eq!(statuses[&claimed[2].job.id], FileStatus::Delivered);
 
     // one job
-    assert_eq!(jobs.requeue(Revision(1), Some(claimed[1].job.id), at(3)).await.unwrap(), 1);
+    assert_eq!(
+        jobs.requeue(Revision(1), Some(claimed[1].job.id), at(3))
+            .await
+            .unwrap(),
+        1
+    );
     // the rest of the revision (the delivered job stays delivered)
     assert_eq!(jobs.requeue(Revision(1), None, at(4)).await.unwrap(), 1);
     assert_eq!(jobs.requeue(Revision(1), None, at(5)).await.unwrap(), 0);
     assert_eq!(jobs.requeue(Revision(2), None, at(5)).await.unwrap(), 0);
     let job = jobs.get_job(claimed[0].job.id).await.unwrap().unwrap();
-    assert_eq!((job.status, job.attempts, job.run_at), (JobStatus::Queued, 0, at(4)));
-    assert_eq!(job.checkpoint, Some(cp), "acknowledged batches are not sent twice");
+    assert_eq!(
+        (job.status, job.attempts, job.run_at),
+        (JobStatus::Queued, 0, at(4))
+    );
+    assert_eq!(
+        job.checkpoint,
+        Some(cp),
+        "acknowledged batches are not sent twice"
+    );
     assert_eq!(job.last_error, None);
     let stored = commands.get_command(Revision(1)).await.unwrap().unwrap();
-    let pending = stored.files.iter().filter(|f| f.status == FileStatus::Pending).count();
+    let pending = stored
+        .files
+        .iter()
+        .filter(|f| f.status == FileStatus::Pending)
+        .count();
     assert_eq!(pending, 2);
-    let c = jobs.claim(&worker("w"), LEASE, at(6)).await.unwrap().unwrap();
+    let c = jobs
+        .claim(&worker("w"), LEASE, at(6))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(c.job.attempts, 1, "fresh attempts");
 }
 
@@ -638,8 +989,17 @@ async fn lease_expired_on_last_attempt_fails_the_job(db: &TestDb) {
         .record_event(Revision(1), Some(command(1, profile_id(1), 1, 1)), at(0))
         .await
         .unwrap();
-    let a = jobs.claim(&worker("a"), LEASE, at(0)).await.unwrap().unwrap();
-    assert!(jobs.claim(&worker("b"), LEASE, at(31)).await.unwrap().is_none());
+    let a = jobs
+        .claim(&worker("a"), LEASE, at(0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        jobs.claim(&worker("b"), LEASE, at(31))
+            .await
+            .unwrap()
+            .is_none()
+    );
     let job = jobs.get_job(a.job.id).await.unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Failed);
     assert!(job.last_error.unwrap().contains("lease expired"));
@@ -650,15 +1010,35 @@ async fn list_jobs_and_stats(db: &TestDb) {
     let (p, q) = (profile_id(1), profile_id(2));
     let c1 = command(1, p, 2, 3);
     let c2 = command(2, q, 1, 3);
-    commands.record_event(Revision(1), Some(c1.clone()), at(0)).await.unwrap();
-    commands.record_event(Revision(2), Some(c2.clone()), at(1)).await.unwrap();
-    let claimed = jobs.claim(&worker("w"), LEASE, at(2)).await.unwrap().unwrap();
-    jobs.complete(&claimed.lease, &counters(3), at(3)).await.unwrap();
-    let _running = jobs.claim(&worker("w"), LEASE, at(4)).await.unwrap().unwrap();
+    commands
+        .record_event(Revision(1), Some(c1.clone()), at(0))
+        .await
+        .unwrap();
+    commands
+        .record_event(Revision(2), Some(c2.clone()), at(1))
+        .await
+        .unwrap();
+    let claimed = jobs
+        .claim(&worker("w"), LEASE, at(2))
+        .await
+        .unwrap()
+        .unwrap();
+    jobs.complete(&claimed.lease, &counters(3), at(3))
+        .await
+        .unwrap();
+    let _running = jobs
+        .claim(&worker("w"), LEASE, at(4))
+        .await
+        .unwrap()
+        .unwrap();
 
     let all = jobs.list_jobs(&JobFilter::default()).await.unwrap();
     let ids: Vec<JobId> = all.iter().map(|j| j.id).collect();
-    assert_eq!(ids, vec![c2.jobs[0].id, c1.jobs[1].id, c1.jobs[0].id], "newest first");
+    assert_eq!(
+        ids,
+        vec![c2.jobs[0].id, c1.jobs[1].id, c1.jobs[0].id],
+        "newest first"
+    );
     let of_rev = JobFilter {
         revision: Some(Revision(1)),
         ..Default::default()
@@ -686,7 +1066,13 @@ async fn list_jobs_and_stats(db: &TestDb) {
 
     let stats = jobs.stats().await.unwrap();
     assert_eq!(
-        (stats.queued, stats.running, stats.paused, stats.delivered, stats.failed),
+        (
+            stats.queued,
+            stats.running,
+            stats.paused,
+            stats.delivered,
+            stats.failed
+        ),
         (1, 1, 0, 1, 0)
     );
 }
@@ -697,7 +1083,11 @@ async fn concurrent_claimers_never_share_a_job(db: &TestDb) {
     let commands = db.store.commands();
     for rev in 0..6u64 {
         commands
-            .record_event(Revision(rev), Some(command(rev, profile_id(1), JOBS / 6, 3)), at(0))
+            .record_event(
+                Revision(rev),
+                Some(command(rev, profile_id(1), JOBS / 6, 3)),
+                at(0),
+            )
             .await
             .unwrap();
     }
@@ -743,24 +1133,33 @@ async fn concurrent_claimers_never_share_a_job(db: &TestDb) {
     assert_eq!(done.len(), JOBS, "each job processed exactly once");
     assert_eq!(unique.len(), JOBS);
     let stats = db.store.jobs().stats().await.unwrap();
-    assert_eq!((stats.delivered, stats.queued, stats.running), (JOBS as u64, 0, 0));
+    assert_eq!(
+        (stats.delivered, stats.queued, stats.running),
+        (JOBS as u64, 0, 0)
+    );
 }
 
 async fn newer_schema_is_refused(db: &TestDb) {
     // an up-to-date database passes the startup check
     let status = db.store.schema_status().await.unwrap();
     assert!(!status.applied.is_empty());
-    let again = Store::connect(&db.url, &StoreOptions::default()).await.unwrap();
+    let again = Store::connect(&db.url, &StoreOptions::default())
+        .await
+        .unwrap();
     again.close().await;
 
     // a newer binary migrated this database
     sqlx_exec(
         db,
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (29990101000000, 'from the future', TRUE, '\\x00', 1)",
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
          VALUES (29990101000000, 'from the future', TRUE, X'00', 1)",
     )
     .await;
-    let refused = Store::connect(&db.url, &StoreOptions::default()).await.unwrap_err();
+    let refused = Store::connect(&db.url, &StoreOptions::default())
+        .await
+        .unwrap_err();
     assert!(
         matches!(&refused, StoreError::SchemaTooNew { unknown } if unknown == &vec![29990101000000]),
         "{refused:?}"
@@ -774,14 +1173,17 @@ async fn newer_schema_is_refused(db: &TestDb) {
         Store::connect(&db.url, &migrate).await,
         Err(StoreError::SchemaTooNew { .. })
     ));
-    assert!(matches!(db.store.migrate().await, Err(StoreError::SchemaTooNew { .. })));
+    assert!(matches!(
+        db.store.migrate().await,
+        Err(StoreError::SchemaTooNew { .. })
+    ));
 }
 
-async fn sqlx_exec(db: &TestDb, sql: &'static str) {
+async fn sqlx_exec(db: &TestDb, postgres: &'static str, sqlite: &'static str) {
     if let Some(pg) = db.store.as_postgres() {
-        sqlx::query(sql).execute(pg.pool()).await.unwrap();
+        sqlx::query(postgres).execute(pg.pool()).await.unwrap();
     } else if let Some(lite) = db.store.as_sqlite() {
-        sqlx::query(sql).execute(lite.pool()).await.unwrap();
+        sqlx::query(sqlite).execute(lite.pool()).await.unwrap();
     }
 }
 
@@ -803,7 +1205,10 @@ async fn claim_uses_the_claimable_index(db: &TestDb) {
         .execute(pg.pool())
         .await
         .unwrap();
-        sqlx::query("ANALYZE jobs").execute(pg.pool()).await.unwrap();
+        sqlx::query("ANALYZE jobs")
+            .execute(pg.pool())
+            .await
+            .unwrap();
         pg.explain_claim().await.unwrap()
     } else {
         let lite = db.store.as_sqlite().unwrap();
@@ -821,7 +1226,101 @@ async fn claim_uses_the_claimable_index(db: &TestDb) {
         sqlx::query("ANALYZE").execute(lite.pool()).await.unwrap();
         lite.explain_claim().await.unwrap()
     };
-    assert!(plan.contains("jobs_claimable_idx"), "claim does not use the index:\n{plan}");
-    let c = db.store.jobs().claim(&worker("w"), LEASE, at(1)).await.unwrap();
+    assert!(
+        plan.contains("jobs_claimable_idx"),
+        "claim does not use the index:\n{plan}"
+    );
+    let c = db
+        .store
+        .jobs()
+        .claim(&worker("w"), LEASE, at(1))
+        .await
+        .unwrap();
     assert!(c.is_some());
+}
+
+async fn unmigrated_database_is_behind(db: TestDb) {
+    let refused = Store::connect(&db.url, &StoreOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, StoreError::SchemaBehind { .. }),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("run migrate"), "{refused}");
+    let migrate = StoreOptions {
+        migrate: true,
+        ..Default::default()
+    };
+    let store = Store::connect(&db.url, &migrate).await.unwrap();
+    store.ping().await.unwrap();
+    assert_eq!(store.commands().cursor().await.unwrap(), None);
+    // migrating twice is a no-op
+    assert_eq!(
+        store.migrate().await.unwrap(),
+        db.store.schema_status().await.unwrap()
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn postgres_unmigrated_database_is_behind() {
+    unmigrated_database_is_behind(TestDb::postgres_empty().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_unmigrated_database_is_behind() {
+    unmigrated_database_is_behind(TestDb::sqlite_empty().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_lock_timeout_is_transient() {
+    let db = TestDb::sqlite().await;
+    let options = StoreOptions {
+        busy_timeout: Duration::from_millis(50),
+        ..Default::default()
+    };
+    let store = Store::connect(&db.url, &options).await.unwrap();
+    // another connection holds the write lock
+    let mut holder = db
+        .store
+        .as_sqlite()
+        .unwrap()
+        .pool()
+        .acquire()
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let err = store
+        .commands()
+        .record_event(Revision(1), None, at(0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Transient { .. }), "{err:?}");
+    sqlx::query("ROLLBACK").execute(&mut *holder).await.unwrap();
+    drop(holder);
+    store
+        .commands()
+        .record_event(Revision(1), None, at(0))
+        .await
+        .unwrap();
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_in_memory_works() {
+    let options = StoreOptions {
+        migrate: true,
+        ..Default::default()
+    };
+    let store = Store::connect("sqlite::memory:", &options).await.unwrap();
+    store
+        .commands()
+        .record_event(Revision(3), None, at(0))
+        .await
+        .unwrap();
+    assert_eq!(store.commands().cursor().await.unwrap(), Some(Revision(3)));
 }

@@ -52,7 +52,13 @@ async fn several_processes_never_process_a_job_twice() {
     let children: Vec<_> = (0..PROCESSES)
         .map(|_| {
             Command::new(&exe)
-                .args(["child_worker", "--exact", "--nocapture", "--test-threads", "1"])
+                .args([
+                    "child_worker",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
                 .env(CHILD_ENV, &db.url)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -135,9 +141,13 @@ async fn child_worker() {
             .execute(pg.pool())
             .await
             .unwrap();
-        jobs.complete(&claimed.lease, &DeliveryCounters::default(), OffsetDateTime::now_utc())
-            .await
-            .unwrap();
+        jobs.complete(
+            &claimed.lease,
+            &DeliveryCounters::default(),
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
     }
     store.close().await;
 }

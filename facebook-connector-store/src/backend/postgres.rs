@@ -20,7 +20,9 @@ fn from_ts(value: Ts) -> StoreResult<OffsetDateTime> {
     Ok(value.to_offset(UtcOffset::UTC))
 }
 
-async fn begin_write(pool: &DbPool) -> std::result::Result<sqlx::Transaction<'static, Db>, sqlx::Error> {
+async fn begin_write(
+    pool: &DbPool,
+) -> std::result::Result<sqlx::Transaction<'static, Db>, sqlx::Error> {
     pool.begin().await
 }
 
@@ -35,9 +37,8 @@ const CLAIM_SELECT: &str = "SELECT j.id, j.status, j.attempts, j.max_attempts FR
 const SETTINGS_SELECT_FOR_UPDATE: &str = "SELECT audience_id, claim_owner, claim_until, \
      created_at, updated_at FROM settings WHERE id = $1 FOR UPDATE";
 
-const LOCK_PROFILE_OF_JOB: Option<&str> = Some(
-    "SELECT 1 FROM profiles WHERE id = (SELECT profile_id FROM jobs WHERE id = $1) FOR SHARE",
-);
+const LOCK_PROFILE_OF_JOB: Option<&str> =
+    Some("SELECT 1 FROM profiles WHERE id = (SELECT profile_id FROM jobs WHERE id = $1) FOR SHARE");
 
 const MIGRATIONS_TABLE_EXISTS: &str =
     "SELECT 1::int8 WHERE to_regclass('_sqlx_migrations') IS NOT NULL";
@@ -50,13 +51,12 @@ include!("shared.rs");
 impl SqlStore {
     /// The query plan of the claim query (`EXPLAIN`), to check that it reads the partial index.
     pub async fn explain_claim(&self) -> StoreResult<String> {
-        let lines: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "EXPLAIN {CLAIM_SELECT}"
-        )))
-        .bind(ts(OffsetDateTime::now_utc()))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::query("explain claim"))?;
+        let lines: Vec<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {CLAIM_SELECT}")))
+                .bind(ts(OffsetDateTime::now_utc()))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::query("explain claim"))?;
         Ok(lines.join("\n"))
     }
 }

@@ -18,7 +18,9 @@ fn from_ts(value: Ts) -> StoreResult<OffsetDateTime> {
     from_unix_micros(value)
 }
 
-async fn begin_write(pool: &DbPool) -> std::result::Result<sqlx::Transaction<'static, Db>, sqlx::Error> {
+async fn begin_write(
+    pool: &DbPool,
+) -> std::result::Result<sqlx::Transaction<'static, Db>, sqlx::Error> {
     pool.begin_with("BEGIN IMMEDIATE").await
 }
 

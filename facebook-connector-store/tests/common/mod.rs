@@ -134,7 +134,9 @@ pub fn at(seconds: i64) -> OffsetDateTime {
 }
 
 pub fn profile_id(n: u128) -> ProfileId {
-    ProfileId(Uuid::from_u128(0x0b6d_9a50_0000_4a4e_9d7e_0000_0000_0000 + n))
+    ProfileId(Uuid::from_u128(
+        0x0b6d_9a50_0000_4a4e_9d7e_0000_0000_0000 + n,
+    ))
 }
 
 pub fn profile(n: u128, company: i64, created: OffsetDateTime) -> StoredProfile {
