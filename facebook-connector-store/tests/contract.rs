@@ -1116,7 +1116,7 @@ async fn concurrent_claimers_never_share_a_job(db: &TestDb) {
                     loop {
                         match jobs.complete(&claimed.lease, &counters(4), at(2)).await {
                             Ok(()) => break,
-                            Err(e) if matches!(e, Error::Transient { .. }) => continue,
+                            Err(Error::Transient { .. }) => continue,
                             Err(e) => panic!("complete failed: {e:?}"),
                         }
                     }
@@ -1128,7 +1128,7 @@ async fn concurrent_claimers_never_share_a_job(db: &TestDb) {
     for task in tasks {
         task.await.unwrap();
     }
-    let done = done.lock().unwrap();
+    let done = done.lock().unwrap().clone();
     let unique: HashSet<_> = done.iter().collect();
     assert_eq!(done.len(), JOBS, "each job processed exactly once");
     assert_eq!(unique.len(), JOBS);
@@ -1323,4 +1323,28 @@ async fn sqlite_in_memory_works() {
         .await
         .unwrap();
     assert_eq!(store.commands().cursor().await.unwrap(), Some(Revision(3)));
+}
+
+#[tokio::test]
+async fn connection_errors_and_debug_never_show_the_password() {
+    let url = common::with_database(
+        &common::admin_url().replacen("postgres://postgres@", "postgres://postgres:hunter2@", 1),
+        "fbc_no_such_database_for_tests",
+    );
+    let err = Store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap_err();
+    let mut chain = format!("{err} | {err:?}");
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        chain.push_str(&format!(" | {s}"));
+        source = s.source();
+    }
+    assert!(!chain.contains("hunter2"), "{chain}");
+    let core: Error = err.into();
+    assert!(!format!("{core:?}").contains("hunter2"));
+
+    let db = TestDb::sqlite().await;
+    let printed = format!("{:?}", db.store);
+    assert!(printed.contains("Pool"), "{printed}");
 }
