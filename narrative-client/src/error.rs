@@ -42,7 +42,7 @@ pub enum NarrativeError {
     },
 
     /// The marketplace answered with an unexpected status.
-    #[error("{endpoint} answered {status}")]
+    #[error("marketplace answered {status} to {endpoint}")]
     Status {
         /// The endpoint.
         endpoint: String,

@@ -220,6 +220,7 @@ pub(crate) struct State {
     pub(crate) token_delay: Duration,
     pub(crate) access_tokens: HashMap<String, AccessToken>,
     pub(crate) refresh_tokens: HashMap<String, Instant>,
+    pub(crate) issued_refresh_tokens: Vec<String>,
     pub(crate) grants: Vec<String>,
     pub(crate) last_revision: u64,
     pub(crate) legacy_feed: Vec<(u64, Value)>,
@@ -290,6 +291,7 @@ impl FakeMarketplace {
             token_delay: Duration::ZERO,
             access_tokens: HashMap::new(),
             refresh_tokens: HashMap::new(),
+            issued_refresh_tokens: Vec::new(),
             grants: Vec::new(),
             last_revision: 0,
             legacy_feed: Vec::new(),
@@ -379,6 +381,17 @@ impl FakeMarketplace {
     /// Every refresh token issued so far is refused (`400 invalid_grant`) from now on.
     pub fn revoke_refresh_tokens(&self) {
         self.state().refresh_tokens.clear();
+    }
+
+    /// Every access and refresh token issued so far (to prove none of them leaks).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        let state = self.state();
+        state
+            .access_tokens
+            .keys()
+            .chain(state.issued_refresh_tokens.iter())
+            .cloned()
+            .collect()
     }
 
     /// The `grant_type` of every accepted or refused token request, in order.

@@ -188,6 +188,7 @@ async fn token(
         },
     );
     s.refresh_tokens.insert(refresh.clone(), now + refresh_ttl);
+    s.issued_refresh_tokens.push(refresh.clone());
     Json(json!({
         "access_token": access,
         "access_token_expires_in": access_ttl.as_secs(),
