@@ -24,7 +24,7 @@ use tracing::{debug, warn};
 use url::Url;
 
 use crate::config::GraphConfig;
-use crate::error::{ErrorClass, GraphError, GraphErrorBody};
+use crate::error::{ApiError, ErrorClass, GraphError, GraphErrorBody};
 use crate::usage::{Limiter, parse_usage};
 
 /// Fields asked for ad accounts.
@@ -212,17 +212,10 @@ impl GraphClient {
         let mut root = cfg.base_url.clone();
         root.set_query(None);
         root.set_fragment(None);
-        let path = format!(
-            "{}/{}/",
-            root.path().trim_end_matches('/'),
-            cfg.api_version
-        );
+        let path = format!("{}/{}/", root.path().trim_end_matches('/'), cfg.api_version);
         root.set_path(&path);
-        let app_token = SecretString::from(format!(
-            "{}|{}",
-            cfg.app_id,
-            cfg.app_secret.expose_secret()
-        ));
+        let app_token =
+            SecretString::from(format!("{}|{}", cfg.app_id, cfg.app_secret.expose_secret()));
         let limiter = Limiter::new(cfg.limiter.clone());
         Ok(GraphClient {
             inner: Arc::new(Inner {
@@ -382,7 +375,7 @@ impl GraphClient {
                         wait_ms = pause.as_millis() as u64,
                         "graph api usage too high, not calling now"
                     );
-                    return Err(GraphError::Api {
+                    return Err(GraphError::Api(Box::new(ApiError {
                         status: 429,
                         code: 4,
                         subcode: None,
@@ -393,7 +386,7 @@ impl GraphClient {
                         fbtrace_id: None,
                         is_transient: true,
                         regain_access: Some(pause),
-                    });
+                    })));
                 }
                 debug!(
                     call = call.what,
@@ -468,8 +461,13 @@ impl GraphClient {
 
     /// `GET /debug_token` with the app token. A token of another app is reported invalid.
     pub async fn debug_token(&self, token: &SecretString) -> Result<TokenInfo, GraphError> {
-        let call = Call::new("debug_token", Method::GET, self.endpoint("debug_token")?, Auth::App)
-            .secret("input_token", token);
+        let call = Call::new(
+            "debug_token",
+            Method::GET,
+            self.endpoint("debug_token")?,
+            Auth::App,
+        )
+        .secret("input_token", token);
         #[derive(Deserialize)]
         struct Envelope {
             data: DebugTokenData,
@@ -491,7 +489,10 @@ impl GraphClient {
         }
         let env: Envelope = self.fetch(&call).await?;
         let d = env.data;
-        let same_app = d.app_id.as_deref().is_none_or(|a| a == self.inner.cfg.app_id);
+        let same_app = d
+            .app_id
+            .as_deref()
+            .is_none_or(|a| a == self.inner.cfg.app_id);
         if !same_app {
             warn!("debug_token: the token belongs to another app");
         }
@@ -655,9 +656,14 @@ impl GraphClient {
                 .map(AudienceId::as_str)
                 .collect::<Vec<_>>()
                 .join(",");
-            let call = Call::new("audiences", Method::GET, self.endpoint("")?, Auth::User(token))
-                .param("ids", joined)
-                .param("fields", AUDIENCE_FIELDS);
+            let call = Call::new(
+                "audiences",
+                Method::GET,
+                self.endpoint("")?,
+                Auth::User(token),
+            )
+            .param("ids", joined)
+            .param("fields", AUDIENCE_FIELDS);
             match self.fetch::<HashMap<String, AudienceNode>>(&call).await {
                 Ok(found) => {
                     for id in chunk {
@@ -782,8 +788,7 @@ impl GraphClient {
         &self,
         users: &[FacebookUserId],
     ) -> Result<Vec<(FacebookUserId, Result<(), GraphError>)>, GraphError> {
-        let mut results: Vec<Option<Result<(), GraphError>>> =
-            users.iter().map(|_| None).collect();
+        let mut results: Vec<Option<Result<(), GraphError>>> = users.iter().map(|_| None).collect();
         let mut pending: Vec<usize> = Vec::new();
         for (i, user) in users.iter().enumerate() {
             if user.as_str().bytes().all(|b| b.is_ascii_digit()) {
@@ -811,9 +816,14 @@ impl GraphClient {
                         })
                     })
                     .collect();
-                let call = Call::new("revoke_permissions", Method::POST, self.endpoint("")?, Auth::App)
-                    .param("batch", serde_json::Value::Array(batch).to_string())
-                    .param("include_headers", "false");
+                let call = Call::new(
+                    "revoke_permissions",
+                    Method::POST,
+                    self.endpoint("")?,
+                    Auth::App,
+                )
+                .param("batch", serde_json::Value::Array(batch).to_string())
+                .param("include_headers", "false");
                 let answers: Vec<Option<BatchAnswer>> = self.fetch(&call).await?;
                 if answers.len() != chunk.len() {
                     return Err(GraphError::BatchShape {
@@ -994,8 +1004,11 @@ impl AudienceNode {
                 .ok()
                 .and_then(|n| unix_time(Some(n)))
                 .or_else(|| {
-                    OffsetDateTime::parse(&s, &time::format_description::well_known::Iso8601::DEFAULT)
-                        .ok()
+                    OffsetDateTime::parse(
+                        &s,
+                        &time::format_description::well_known::Iso8601::DEFAULT,
+                    )
+                    .ok()
                 }),
             _ => None,
         };
@@ -1072,15 +1085,21 @@ mod tests {
         let cfg = GraphConfig::new("1", SecretString::from("s".to_owned()))
             .with_base_url(Url::parse("http://127.0.0.1:9/prefix/").unwrap());
         let client = GraphClient::new(cfg).unwrap();
-        assert_eq!(client.root_url().as_str(), "http://127.0.0.1:9/prefix/v25.0/");
+        assert_eq!(
+            client.root_url().as_str(),
+            "http://127.0.0.1:9/prefix/v25.0/"
+        );
         assert_eq!(
             client.endpoint("act_1/customaudiences").unwrap().as_str(),
             "http://127.0.0.1:9/prefix/v25.0/act_1/customaudiences"
         );
-        let bad = GraphConfig::new("1", SecretString::from("s".to_owned())).with_api_version("../x");
+        let bad =
+            GraphConfig::new("1", SecretString::from("s".to_owned())).with_api_version("../x");
         assert!(GraphClient::new(bad).is_err());
         assert_eq!(
-            GraphConfig::new("1", SecretString::from("s".to_owned())).base_url.as_str(),
+            GraphConfig::new("1", SecretString::from("s".to_owned()))
+                .base_url
+                .as_str(),
             "https://graph.facebook.com/"
         );
     }

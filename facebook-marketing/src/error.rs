@@ -82,34 +82,38 @@ impl ErrorClass {
     }
 }
 
+/// A Graph error object as received (texts scrubbed of the call's tokens).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status of the response.
+    pub status: u16,
+    /// Graph error code.
+    pub code: i64,
+    /// Graph error subcode.
+    pub subcode: Option<i64>,
+    /// Graph error type.
+    pub error_type: Option<String>,
+    /// Developer-facing message.
+    pub message: String,
+    /// User-facing title.
+    pub user_title: Option<String>,
+    /// User-facing message.
+    pub user_message: Option<String>,
+    /// Facebook's trace id.
+    pub fbtrace_id: Option<String>,
+    /// Facebook's transient hint.
+    pub is_transient: bool,
+    /// `estimated_time_to_regain_access` from `X-Business-Use-Case-Usage`, if any.
+    pub regain_access: Option<Duration>,
+}
+
 /// A failed Graph API call.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GraphError {
     /// Facebook answered with a Graph error object.
-    #[error("graph api error {}: {message}", CodeDisplay(*code, *subcode))]
-    Api {
-        /// HTTP status of the response.
-        status: u16,
-        /// Graph error code.
-        code: i64,
-        /// Graph error subcode.
-        subcode: Option<i64>,
-        /// Graph error type.
-        error_type: Option<String>,
-        /// Developer-facing message (scrubbed of the call's tokens).
-        message: String,
-        /// User-facing title.
-        user_title: Option<String>,
-        /// User-facing message.
-        user_message: Option<String>,
-        /// Facebook's trace id.
-        fbtrace_id: Option<String>,
-        /// Facebook's transient hint.
-        is_transient: bool,
-        /// `estimated_time_to_regain_access` from `X-Business-Use-Case-Usage`, if any.
-        regain_access: Option<Duration>,
-    },
+    #[error("graph api error {}: {}", CodeDisplay(.0.code, .0.subcode), .0.message)]
+    Api(Box<ApiError>),
 
     /// Facebook (or something in front of it) answered an error status without a Graph error.
     #[error("graph api answered http {status}")]
@@ -186,7 +190,7 @@ impl GraphError {
         secrets: &[&str],
     ) -> GraphError {
         let scrub_opt = |s: Option<String>| s.map(|s| scrub(&s, secrets));
-        GraphError::Api {
+        GraphError::Api(Box::new(ApiError {
             status,
             code: body.code,
             subcode: body.error_subcode,
@@ -197,7 +201,7 @@ impl GraphError {
             fbtrace_id: body.fbtrace_id,
             is_transient: body.is_transient,
             regain_access,
-        }
+        }))
     }
 
     /// Wraps a transport error, dropping its URL.
@@ -214,13 +218,7 @@ impl GraphError {
     /// How this error is handled.
     pub fn class(&self) -> ErrorClass {
         match self {
-            GraphError::Api {
-                status,
-                code,
-                subcode,
-                is_transient,
-                ..
-            } => ErrorClass::of(*code, *subcode, *is_transient, *status),
+            GraphError::Api(e) => ErrorClass::of(e.code, e.subcode, e.is_transient, e.status),
             GraphError::Http { status, .. } if *status == 429 => ErrorClass::Throttled,
             GraphError::Http { status, .. } if *status >= 500 => ErrorClass::Transient,
             GraphError::Http { .. } => ErrorClass::BadRequest,
@@ -236,7 +234,7 @@ impl GraphError {
     /// The Graph error code, if Facebook sent one.
     pub fn code(&self) -> Option<i64> {
         match self {
-            GraphError::Api { code, .. } => Some(*code),
+            GraphError::Api(e) => Some(e.code),
             _ => None,
         }
     }
@@ -244,7 +242,7 @@ impl GraphError {
     /// The Graph error subcode, if Facebook sent one.
     pub fn subcode(&self) -> Option<i64> {
         match self {
-            GraphError::Api { subcode, .. } => *subcode,
+            GraphError::Api(e) => e.subcode,
             _ => None,
         }
     }
@@ -252,9 +250,8 @@ impl GraphError {
     /// Facebook's trace id, if any.
     pub fn fbtrace_id(&self) -> Option<&str> {
         match self {
-            GraphError::Api { fbtrace_id, .. } | GraphError::Http { fbtrace_id, .. } => {
-                fbtrace_id.as_deref()
-            }
+            GraphError::Api(e) => e.fbtrace_id.as_deref(),
+            GraphError::Http { fbtrace_id, .. } => fbtrace_id.as_deref(),
             _ => None,
         }
     }
@@ -262,7 +259,7 @@ impl GraphError {
     /// Facebook's `estimated_time_to_regain_access`, if given.
     pub fn regain_access(&self) -> Option<Duration> {
         match self {
-            GraphError::Api { regain_access, .. } => *regain_access,
+            GraphError::Api(e) => e.regain_access,
             _ => None,
         }
     }
@@ -271,21 +268,14 @@ impl GraphError {
     /// gave them, else the developer message, with the code.
     pub fn reason(&self) -> String {
         match self {
-            GraphError::Api {
-                code,
-                subcode,
-                message,
-                user_title,
-                user_message,
-                ..
-            } => {
-                let text = match (user_title.as_deref(), user_message.as_deref()) {
+            GraphError::Api(e) => {
+                let text = match (e.user_title.as_deref(), e.user_message.as_deref()) {
                     (Some(t), Some(m)) if !t.is_empty() && !m.is_empty() => format!("{t}: {m}"),
                     (_, Some(m)) if !m.is_empty() => m.to_owned(),
                     (Some(t), _) if !t.is_empty() => t.to_owned(),
-                    _ => message.clone(),
+                    _ => e.message.clone(),
                 };
-                format!("{text} (facebook error {})", CodeDisplay(*code, *subcode))
+                format!("{text} (facebook error {})", CodeDisplay(e.code, e.subcode))
             }
             other => other.to_string(),
         }
@@ -429,7 +419,10 @@ mod tests {
         let core: CoreError = err.into();
         match &core {
             CoreError::PermissionDenied { reason, source } => {
-                assert!(reason.contains("Accept the Custom Audience terms"), "{reason}");
+                assert!(
+                    reason.contains("Accept the Custom Audience terms"),
+                    "{reason}"
+                );
                 assert!(reason.contains("200/1870090"), "{reason}");
                 assert!(source.is_some());
             }

@@ -28,7 +28,5 @@ pub mod usage;
 pub mod testkit;
 
 pub use client::{AudienceDetails, GraphClient, appsecret_proof, session_json};
-pub use config::{
-    DEFAULT_API_VERSION, DEFAULT_BASE_URL, GraphConfig, LimiterConfig, RetryPolicy,
-};
-pub use error::{ErrorClass, GraphError, GraphErrorBody};
+pub use config::{DEFAULT_API_VERSION, DEFAULT_BASE_URL, GraphConfig, LimiterConfig, RetryPolicy};
+pub use error::{ApiError, ErrorClass, GraphError, GraphErrorBody};

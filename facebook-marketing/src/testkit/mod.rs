@@ -654,7 +654,12 @@ pub(crate) fn issue_token(
     SecretString::from(token)
 }
 
-pub(crate) fn create_audience(s: &mut State, account: &str, name: &str, description: &str) -> String {
+pub(crate) fn create_audience(
+    s: &mut State,
+    account: &str,
+    name: &str,
+    description: &str,
+) -> String {
     let id = s.fresh_id();
     s.audiences.insert(
         id.clone(),

@@ -230,7 +230,12 @@ async fn handle(
         None => {}
     }
     let reply = if !version_ok {
-        err(400, 2500, None, "Unknown path components: missing API version")
+        err(
+            400,
+            2500,
+            None,
+            "Unknown path components: missing API version",
+        )
     } else {
         let mut s = shared.lock();
         dispatch(&mut s, &shared, endpoint, &parts, &params)
@@ -238,7 +243,12 @@ async fn handle(
     if accept_then_fail {
         let reply = Reply {
             status: 500,
-            body: error_body(2, None, "An unexpected error has occurred. Please retry your request later.", true),
+            body: error_body(
+                2,
+                None,
+                "An unexpected error has occurred. Please retry your request later.",
+                true,
+            ),
             regain_minutes: None,
         };
         return respond(reply, usage);
@@ -430,7 +440,12 @@ fn exchange(s: &mut State, params: &Params) -> Result<Reply, Reply> {
         return Err(err(400, 100, None, "Invalid grant_type"));
     }
     if params.get("client_id").map(String::as_str) != Some(APP_ID) {
-        return Err(err(400, 101, None, "Error validating application. Invalid application ID."));
+        return Err(err(
+            400,
+            101,
+            None,
+            "Error validating application. Invalid application ID.",
+        ));
     }
     if params.get("client_secret").map(String::as_str) != Some(APP_SECRET) {
         return Err(err(400, 1, None, "Error validating client secret."));
@@ -469,7 +484,10 @@ fn account_node(id: &str, a: &super::AccountRec) -> Value {
             map.insert("business".into(), json!({"id": bid, "name": bname}));
         }
         if a.tos_accepted {
-            map.insert("user_tos_accepted".into(), json!({"custom_audience_tos": 1}));
+            map.insert(
+                "user_tos_accepted".into(),
+                json!({"custom_audience_tos": 1}),
+            );
         }
     }
     node
@@ -567,7 +585,11 @@ fn audiences(s: &State, single: Option<&str>, params: &Params) -> Result<Reply, 
 
 fn account_checks(s: &State, tok: &TokenRec, account: &str) -> Result<(), Reply> {
     require_ads_management(tok)?;
-    let Some(a) = s.accounts.get(account).filter(|a| a.users.contains(&tok.user_id)) else {
+    let Some(a) = s
+        .accounts
+        .get(account)
+        .filter(|a| a.users.contains(&tok.user_id))
+    else {
         return Err(missing_object(account));
     };
     if a.business.is_none() {
@@ -600,7 +622,8 @@ fn create_audience_call(s: &mut State, account: &str, params: &Params) -> Result
         return Err(err(400, 100, None, "(#100) subtype must be CUSTOM"));
     }
     match params.get("customer_file_source").map(String::as_str) {
-        Some("USER_PROVIDED_ONLY" | "PARTNER_PROVIDED_ONLY" | "BOTH_USER_AND_PARTNER_PROVIDED") => {}
+        Some("USER_PROVIDED_ONLY" | "PARTNER_PROVIDED_ONLY" | "BOTH_USER_AND_PARTNER_PROVIDED") => {
+        }
         _ => {
             return Err(err(
                 400,
@@ -619,7 +642,11 @@ fn create_audience_call(s: &mut State, account: &str, params: &Params) -> Result
             "(#100) description must be at most 100 characters",
         ));
     }
-    let count = s.audiences.values().filter(|a| a.account == account).count();
+    let count = s
+        .audiences
+        .values()
+        .filter(|a| a.account == account)
+        .count();
     if count >= MAX_AUDIENCES_PER_ACCOUNT {
         return Err(err(
             400,
@@ -727,7 +754,8 @@ fn upload(s: &mut State, audience_id: &str, params: &Params, add: bool) -> Resul
                     "(#100) the upload session already received its last batch",
                 ));
             }
-            rec.receipts.insert(p.batch_seq, (num_received, num_invalid));
+            rec.receipts
+                .insert(p.batch_seq, (num_received, num_invalid));
             rec.closed |= p.last_batch_flag;
             if p.estimated_num_total.is_some() {
                 rec.estimated_num_total = p.estimated_num_total;
@@ -814,8 +842,13 @@ fn batch(s: &mut State, params: &Params) -> Result<Reply, Reply> {
             ("DELETE", Some((user, "permissions"))) if digits(user) => revoke(s, user),
             _ => Some((
                 400,
-                error_body(100, None, "(#100) the fake only supports DELETE {user}/permissions in batches", false)
-                    .to_string(),
+                error_body(
+                    100,
+                    None,
+                    "(#100) the fake only supports DELETE {user}/permissions in batches",
+                    false,
+                )
+                .to_string(),
             )),
         };
         answers.push(match answer {

@@ -23,7 +23,9 @@ pub(crate) struct SessionParam {
 }
 
 fn is_hex64(v: &str) -> bool {
-    v.len() == 64 && v.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    v.len() == 64
+        && v.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn cell(v: &Value) -> Result<String, String> {
@@ -208,7 +210,10 @@ mod tests {
     #[test]
     fn sessions_are_checked() {
         let s = check_session(r#"{"session_id":9,"batch_seq":1,"last_batch_flag":false}"#).unwrap();
-        assert_eq!((s.session_id, s.batch_seq, s.last_batch_flag), (9, 1, false));
+        assert_eq!(
+            (s.session_id, s.batch_seq, s.last_batch_flag),
+            (9, 1, false)
+        );
         assert!(check_session(r#"{"session_id":0,"batch_seq":1}"#).is_err());
         assert!(check_session(r#"{"session_id":3,"batch_seq":0}"#).is_err());
         assert!(check_session(r#"{"session_id":3,"batch_seq":1,"last_batch_flag":"x"}"#).is_err());
