@@ -140,9 +140,11 @@ impl AppAuth {
         transport: &Transport,
         state: &mut State,
     ) -> Result<AppToken, NarrativeError> {
-        let refresh = state.current.take().and_then(|issued| issued.refresh).filter(
-            |(_, expires_at)| expires_at.is_none_or(|at| at > Instant::now()),
-        );
+        let refresh = state
+            .current
+            .take()
+            .and_then(|issued| issued.refresh)
+            .filter(|(_, expires_at)| expires_at.is_none_or(|at| at > Instant::now()));
         let mut issued = None;
         if let Some((refresh_token, _)) = refresh {
             match self

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use facebook_connector_core::domain::{
-    CompanyId, Connection, ConnectionId, ConnectionStatus, DatasetId, FileName, FileRef,
-    ProfileId, QuickSettings, Revision, SnapshotId,
+    CompanyId, Connection, ConnectionId, ConnectionStatus, DatasetId, FileName, FileRef, ProfileId,
+    QuickSettings, Revision, SnapshotId,
 };
 use facebook_connector_core::ports::{
     ByteStream, ConnectionDirectory, DeliveryFiles, DeliveryReport, Download, EventPage,
@@ -197,14 +197,17 @@ impl NarrativeClient {
         &self,
         id: ConnectionId,
     ) -> Result<Option<Connection>, NarrativeError> {
-        let url = self
-            .transport()
-            .url("/connections", &[&id.to_string()])?;
+        let url = self.transport().url("/connections", &[&id.to_string()])?;
         let call = self.app_call(Method::GET, url);
         let Some(raw) = self.transport().json_opt::<RawConnection>(&call).await? else {
             return Ok(None);
         };
-        let status = match raw.status.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        let status = match raw
+            .status
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             Some("active") | None => ConnectionStatus::Active,
             Some("archived") => ConnectionStatus::Archived,
             Some(other) => {
@@ -257,10 +260,12 @@ impl NarrativeClient {
             .await
         {
             Ok(files) => Ok(files.into_iter().map(|f| f.name).collect()),
-            Err(NarrativeError::Status { status: 403, .. }) => Err(NarrativeError::SnapshotTooOld {
-                dataset_id: dataset_id.0,
-                snapshot_id: snapshot_id.to_string(),
-            }),
+            Err(NarrativeError::Status { status: 403, .. }) => {
+                Err(NarrativeError::SnapshotTooOld {
+                    dataset_id: dataset_id.0,
+                    snapshot_id: snapshot_id.to_string(),
+                })
+            }
             Err(e) => Err(e),
         }
     }
@@ -402,7 +407,13 @@ impl NarrativeClient {
     pub async fn open_file(
         &self,
         file: &FileRef,
-    ) -> Result<(Option<u64>, impl Stream<Item = Result<Bytes, NarrativeError>> + Send + 'static), NarrativeError> {
+    ) -> Result<
+        (
+            Option<u64>,
+            impl Stream<Item = Result<Bytes, NarrativeError>> + Send + 'static,
+        ),
+        NarrativeError,
+    > {
         let endpoint = format!("GET download of {}", file.file());
         let mut attempt = 0;
         let response = loop {
@@ -446,7 +457,11 @@ impl NarrativeClient {
         result
     }
 
-    async fn download_file_inner(&self, file: &FileRef, dest: &Path) -> Result<u64, NarrativeError> {
+    async fn download_file_inner(
+        &self,
+        file: &FileRef,
+        dest: &Path,
+    ) -> Result<u64, NarrativeError> {
         let io = |source| NarrativeError::Io {
             path: dest.display().to_string(),
             source,
@@ -471,10 +486,7 @@ impl NarrativeClient {
         let url = self.transport().url(STATUS_EVENTS_PATH, &[])?;
         let body = status_body(report);
         // the idempotency key makes a repeat harmless
-        let call = self
-            .app_call(Method::POST, url)
-            .json(body)
-            .idempotent(true);
+        let call = self.app_call(Method::POST, url).json(body).idempotent(true);
         let answer: StatusAnswer = self.transport().json(&call).await?;
         if let Some(rejected) = answer.rejected.first() {
             let (error, description) = crate::http::error_fields(rejected.to_string().as_bytes());
@@ -592,14 +604,20 @@ impl EventSource for NarrativeClient {
 
 #[async_trait]
 impl ConnectionDirectory for NarrativeClient {
-    async fn connection(&self, id: ConnectionId) -> facebook_connector_core::Result<Option<Connection>> {
+    async fn connection(
+        &self,
+        id: ConnectionId,
+    ) -> facebook_connector_core::Result<Option<Connection>> {
         Ok(self.fetch_connection(id).await?)
     }
 }
 
 #[async_trait]
 impl DeliveryFiles for NarrativeClient {
-    async fn legacy_files(&self, revision: Revision) -> facebook_connector_core::Result<Vec<FileName>> {
+    async fn legacy_files(
+        &self,
+        revision: Revision,
+    ) -> facebook_connector_core::Result<Vec<FileName>> {
         Ok(self
             .legacy_delivery_files(revision)
             .await?
@@ -633,7 +651,11 @@ impl DeliveryFiles for NarrativeClient {
         })
     }
 
-    async fn download_to(&self, file: &FileRef, dest: &Path) -> facebook_connector_core::Result<u64> {
+    async fn download_to(
+        &self,
+        file: &FileRef,
+        dest: &Path,
+    ) -> facebook_connector_core::Result<u64> {
         Ok(self.download_file(file, dest).await?)
     }
 }
@@ -677,7 +699,10 @@ mod tests {
         let long: Vec<_> = check_length(chunks(&[b"ab", b"cd"]), "f".into(), Some(3))
             .collect()
             .await;
-        assert!(matches!(long.last(), Some(Err(NarrativeError::LengthMismatch { .. }))));
+        assert!(matches!(
+            long.last(),
+            Some(Err(NarrativeError::LengthMismatch { .. }))
+        ));
         let unknown: Vec<_> = check_length(chunks(&[b"ab"]), "f".into(), None)
             .collect()
             .await;

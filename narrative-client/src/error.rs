@@ -102,7 +102,9 @@ pub enum NarrativeError {
     },
 
     /// The snapshot is older than the marketplace keeps file listings for (403).
-    #[error("snapshot {snapshot_id} of dataset {dataset_id} is older than 30 days and its files are no longer available")]
+    #[error(
+        "snapshot {snapshot_id} of dataset {dataset_id} is older than 30 days and its files are no longer available"
+    )]
     SnapshotTooOld {
         /// The dataset.
         dataset_id: i64,
@@ -291,7 +293,10 @@ mod tests {
         ));
         match CoreError::from(status(400)) {
             CoreError::Rejected { reason, .. } => {
-                assert_eq!(reason, "marketplace answered 400 to GET /connections/x: nope")
+                assert_eq!(
+                    reason,
+                    "marketplace answered 400 to GET /connections/x: nope"
+                )
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -332,7 +337,10 @@ mod tests {
         ] {
             let msg = e.to_string();
             assert!(!msg.ends_with('.'), "{msg}");
-            assert!(msg.chars().next().is_some_and(|c| !c.is_uppercase()), "{msg}");
+            assert!(
+                msg.chars().next().is_some_and(|c| !c.is_uppercase()),
+                "{msg}"
+            );
         }
     }
 }

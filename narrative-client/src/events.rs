@@ -55,7 +55,11 @@ struct ConnectionCreated {
 }
 
 /// Decodes a page, keeping only events after `after`, in revision order.
-pub(crate) fn decode_page(page: RawPage, types: &PayloadTypes, after: Option<Revision>) -> EventPage {
+pub(crate) fn decode_page(
+    page: RawPage,
+    types: &PayloadTypes,
+    after: Option<Revision>,
+) -> EventPage {
     let mut events: Vec<EventEnvelope> = page
         .records
         .unwrap_or_default()
@@ -104,7 +108,9 @@ pub(crate) fn decode_record(record: &Value, types: &PayloadTypes) -> Option<Even
         .unwrap_or_default()
         .to_owned();
     let payload = record.get("payload").unwrap_or(&Value::Null);
-    let timestamp = metadata.and_then(|m| m.get("timestamp")).and_then(parse_timestamp);
+    let timestamp = metadata
+        .and_then(|m| m.get("timestamp"))
+        .and_then(parse_timestamp);
 
     let decoded = match timestamp {
         Some(timestamp) => decode_event(&payload_type, payload, types).map(|e| (timestamp, e)),
@@ -137,7 +143,11 @@ pub(crate) fn decode_record(record: &Value, types: &PayloadTypes) -> Option<Even
     })
 }
 
-fn decode_event(payload_type: &str, payload: &Value, types: &PayloadTypes) -> Result<DeliveryEvent, String> {
+fn decode_event(
+    payload_type: &str,
+    payload: &Value,
+    types: &PayloadTypes,
+) -> Result<DeliveryEvent, String> {
     let reason = |e: serde_json::Error| e.to_string();
     if payload_type == types.perform_delivery {
         let p = PerformDelivery::deserialize(payload).map_err(reason)?;
@@ -231,7 +241,9 @@ mod tests {
                    "quick_settings": null}),
         );
         let e = decode_record(&r, &PayloadTypes::default()).unwrap();
-        assert!(matches!(e.event, DeliveryEvent::SubscriptionDelivery { quick_settings, .. } if quick_settings == QuickSettings::default()));
+        assert!(
+            matches!(e.event, DeliveryEvent::SubscriptionDelivery { quick_settings, .. } if quick_settings == QuickSettings::default())
+        );
     }
 
     #[test]
@@ -245,7 +257,11 @@ mod tests {
             }
         );
         let e = decode_record(
-            &record(json!(2), "snapshot-appended", json!({"connection_id": "nope"})),
+            &record(
+                json!(2),
+                "snapshot-appended",
+                json!({"connection_id": "nope"}),
+            ),
             &types,
         )
         .unwrap();
@@ -255,7 +271,11 @@ mod tests {
                 payload_type: "snapshot-appended (malformed)".into()
             }
         );
-        let mut no_time = record(json!(3), "connection-created", json!({"connection_id": CONN}));
+        let mut no_time = record(
+            json!(3),
+            "connection-created",
+            json!({"connection_id": CONN}),
+        );
         no_time["metadata"]["timestamp"] = json!("yesterday");
         let e = decode_record(&no_time, &types).unwrap();
         assert!(matches!(e.event, DeliveryEvent::Unknown { .. }));
@@ -276,8 +296,16 @@ mod tests {
         let types = PayloadTypes::default();
         let page = RawPage {
             records: Some(vec![
-                record(json!(5), "connection-created", json!({"connectionId": CONN})),
-                record(json!(4), "connection-created", json!({"connection_id": CONN})),
+                record(
+                    json!(5),
+                    "connection-created",
+                    json!({"connectionId": CONN}),
+                ),
+                record(
+                    json!(4),
+                    "connection-created",
+                    json!({"connection_id": CONN}),
+                ),
             ]),
             next_revision: Some(json!(6)),
         };

@@ -149,7 +149,10 @@ impl Transport {
     }
 
     /// Sends a call and decodes its JSON body.
-    pub(crate) async fn json<T: DeserializeOwned>(&self, call: &Call<'_>) -> Result<T, NarrativeError> {
+    pub(crate) async fn json<T: DeserializeOwned>(
+        &self,
+        call: &Call<'_>,
+    ) -> Result<T, NarrativeError> {
         let response = self.send(call).await?;
         decode_json(response, &call.endpoint).await
     }
@@ -357,7 +360,10 @@ mod tests {
         )
         .unwrap();
         let url = transport
-            .url("/v1/app/commands/delivery", &["7", "download", "a b/c.jsonl"])
+            .url(
+                "/v1/app/commands/delivery",
+                &["7", "download", "a b/c.jsonl"],
+            )
             .unwrap();
         assert_eq!(
             url.as_str(),

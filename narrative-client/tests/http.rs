@@ -87,7 +87,10 @@ async fn client_credentials_grant_uses_basic_auth_and_a_form_body() {
     Mock::given(method("POST"))
         .and(path("/oauth/token"))
         // base64("app-id:app-secret-value")
-        .and(header("authorization", "Basic YXBwLWlkOmFwcC1zZWNyZXQtdmFsdWU="))
+        .and(header(
+            "authorization",
+            "Basic YXBwLWlkOmFwcC1zZWNyZXQtdmFsdWU=",
+        ))
         .and(body_string_contains("grant_type=client_credentials"))
         .respond_with(ResponseTemplate::new(200).set_body_json(token_body("tok-1", 3600)))
         .expect(1)
@@ -180,7 +183,10 @@ async fn a_401_after_renewal_is_final_and_a_permission_error() {
         .await;
     let client = NarrativeClient::new(wiremock_config(&server)).unwrap();
     let error = client.connection(conn_id()).await.unwrap_err();
-    assert!(matches!(error, CoreError::PermissionDenied { .. }), "{error:?}");
+    assert!(
+        matches!(error, CoreError::PermissionDenied { .. }),
+        "{error:?}"
+    );
     assert!(!error.is_retryable());
 }
 
@@ -191,7 +197,10 @@ async fn wrong_app_credentials_are_a_permission_error() {
     config.client_secret = SecretString::from("wrong-secret");
     let client = NarrativeClient::new(config).unwrap();
     let error = client.events_after(None, 10).await.unwrap_err();
-    assert!(matches!(error, CoreError::PermissionDenied { .. }), "{error:?}");
+    assert!(
+        matches!(error, CoreError::PermissionDenied { .. }),
+        "{error:?}"
+    );
     assert!(!format!("{error:?}").contains("wrong-secret"));
 }
 
@@ -343,12 +352,18 @@ async fn event_feed_decodes_every_kind_and_pages() {
         }
     );
     let feed_calls = fake.calls_to("/v2/app/events");
-    assert_eq!(feed_calls[0].query_param("from_revision").as_deref(), Some("0"));
+    assert_eq!(
+        feed_calls[0].query_param("from_revision").as_deref(),
+        Some("0")
+    );
     assert_eq!(
         feed_calls[1].query_param("from_revision"),
         Some(r2.next().to_string())
     );
-    assert_eq!(feed_calls[1].query_param("max_results").as_deref(), Some("10"));
+    assert_eq!(
+        feed_calls[1].query_param("max_results").as_deref(),
+        Some("10")
+    );
 
     let empty = client.events_after(Some(r5), 10).await.unwrap();
     assert!(empty.events.is_empty());
@@ -357,8 +372,11 @@ async fn event_feed_decodes_every_kind_and_pages() {
 #[tokio::test]
 async fn legacy_commands_feed_is_configurable() {
     let fake = FakeMarketplace::start().await.unwrap();
-    let client =
-        NarrativeClient::new(fake.client_config().with_feed_kind(FeedKind::LegacyCommands)).unwrap();
+    let client = NarrativeClient::new(
+        fake.client_config()
+            .with_feed_kind(FeedKind::LegacyCommands),
+    )
+    .unwrap();
     let r1 = fake.add_legacy_delivery(legacy_delivery());
     fake.add_snapshot_appended(conn_id(), "only-in-event-feed");
     let r3 = fake.add_legacy_command("SomethingNew", json!({}));
@@ -453,7 +471,12 @@ async fn non_idempotent_calls_are_not_retried() {
     let profiles = ProfileClient::new(fake.base_url(), HttpConfig::fast()).unwrap();
     fake.fail_next("/installations/42/profiles", 503, 5);
     let error = profiles
-        .create_profile(&SecretString::from("cust-token"), &InstallationId("42".into()), "x", None)
+        .create_profile(
+            &SecretString::from("cust-token"),
+            &InstallationId("42".into()),
+            "x",
+            None,
+        )
         .await
         .unwrap_err();
     assert!(error.is_retryable());
@@ -501,7 +524,10 @@ async fn legacy_files_are_listed_and_downloaded() {
     let files = client.legacy_files(revision).await.unwrap();
     assert_eq!(
         files,
-        [FileName::new("part 0.jsonl").unwrap(), FileName::new("part-1.jsonl").unwrap()]
+        [
+            FileName::new("part 0.jsonl").unwrap(),
+            FileName::new("part-1.jsonl").unwrap()
+        ]
     );
     let detailed = client.legacy_delivery_files(revision).await.unwrap();
     assert_eq!(detailed[0].size, Some(body.len() as u64));
@@ -513,12 +539,18 @@ async fn legacy_files_are_listed_and_downloaded() {
     let download = client.open(&file).await.unwrap();
     assert_eq!(download.content_length, Some(body.len() as u64));
     let chunks: Vec<_> = download.body.collect().await;
-    let bytes: Vec<u8> = chunks.into_iter().flat_map(|c| c.unwrap().to_vec()).collect();
+    let bytes: Vec<u8> = chunks
+        .into_iter()
+        .flat_map(|c| c.unwrap().to_vec())
+        .collect();
     assert_eq!(bytes, body);
 
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("out.jsonl");
-    assert_eq!(client.download_to(&file, &dest).await.unwrap(), body.len() as u64);
+    assert_eq!(
+        client.download_to(&file, &dest).await.unwrap(),
+        body.len() as u64
+    );
     assert_eq!(std::fs::read(&dest).unwrap(), body);
     // presigned downloads carry no app token
     let presigned = fake.calls_to("/presigned/");
@@ -539,10 +571,10 @@ async fn legacy_download_link_is_a_json_string() {
     Mock::given(method("POST"))
         .and(path("/v1/app/commands/delivery/5/download/f.jsonl"))
         .and(header("authorization", "Bearer tok"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!(format!("{}/bucket/f.jsonl?X-Amz-Signature=abc", server.uri()))),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!(format!(
+            "{}/bucket/f.jsonl?X-Amz-Signature=abc",
+            server.uri()
+        ))))
         .expect(1)
         .mount(&server)
         .await;
@@ -562,7 +594,10 @@ async fn legacy_download_link_is_a_json_string() {
     };
     assert_eq!(client.download_to(&file, &dest).await.unwrap(), 5);
     let requests = server.received_requests().await.unwrap();
-    let get = requests.iter().find(|r| r.url.path() == "/bucket/f.jsonl").unwrap();
+    let get = requests
+        .iter()
+        .find(|r| r.url.path() == "/bucket/f.jsonl")
+        .unwrap();
     assert!(get.headers.get("authorization").is_none());
 }
 
@@ -570,9 +605,14 @@ async fn legacy_download_link_is_a_json_string() {
 async fn snapshot_files_are_listed_and_downloaded() {
     let (fake, client) = fake_and_client().await;
     let parquet = vec![b'P', b'A', b'R', b'1', 0, 1, 2, 3, b'P', b'A', b'R', b'1'];
-    fake.add_snapshot(Snapshot::new(DatasetId(31), "snap-1").file("part-0.parquet", parquet.clone()));
+    fake.add_snapshot(
+        Snapshot::new(DatasetId(31), "snap-1").file("part-0.parquet", parquet.clone()),
+    );
     let snapshot = SnapshotId::new("snap-1").unwrap();
-    let files = client.snapshot_files(DatasetId(31), &snapshot).await.unwrap();
+    let files = client
+        .snapshot_files(DatasetId(31), &snapshot)
+        .await
+        .unwrap();
     assert_eq!(files, [FileName::new("part-0.parquet").unwrap()]);
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("p.parquet");
@@ -583,7 +623,8 @@ async fn snapshot_files_are_listed_and_downloaded() {
     };
     client.download_to(&file, &dest).await.unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), parquet);
-    let link_calls = fake.calls_to("/datasets/31/snapshots/snap-1/files-added/part-0.parquet/download");
+    let link_calls =
+        fake.calls_to("/datasets/31/snapshots/snap-1/files-added/part-0.parquet/download");
     assert_eq!(link_calls.len(), 1);
     assert_eq!(link_calls[0].method, "POST");
 }
@@ -601,7 +642,9 @@ async fn snapshot_errors_are_clear() {
         .await
         .unwrap_err();
     match &error {
-        CoreError::Rejected { reason, .. } => assert!(reason.contains("older than 30 days"), "{reason}"),
+        CoreError::Rejected { reason, .. } => {
+            assert!(reason.contains("older than 30 days"), "{reason}")
+        }
         other => panic!("unexpected {other:?}"),
     }
 
@@ -639,7 +682,8 @@ async fn expired_presigned_links_are_requested_again_once() {
     assert!(matches!(error, CoreError::Rejected { .. }), "{error:?}");
     assert_eq!(fake.calls_to("/presigned/").len(), 2);
     assert_eq!(
-        fake.calls_to(&format!("/v1/app/commands/delivery/{revision}/download/")).len(),
+        fake.calls_to(&format!("/v1/app/commands/delivery/{revision}/download/"))
+            .len(),
         2
     );
     // and a link that expired in transit is replaced
@@ -674,7 +718,9 @@ async fn length_mismatch_is_detected_on_the_stream() {
             let mut buf = [0_u8; 4096];
             let _ = socket.read(&mut buf).await;
             let _ = socket
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\nconnection: close\r\n\r\nabcd")
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\nconnection: close\r\n\r\nabcd",
+                )
                 .await;
             let _ = socket.shutdown().await;
         }
@@ -684,13 +730,15 @@ async fn length_mismatch_is_detected_on_the_stream() {
         .respond_with(ResponseTemplate::new(200).set_body_json(token_body("tok", 3600)))
         .mount(&server)
         .await;
-    Mock::given(path("/datasets/1/snapshots/s/files-added/f.parquet/download"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"download_url": format!("http://{addr}/f.parquet")})),
-        )
-        .mount(&server)
-        .await;
+    Mock::given(path(
+        "/datasets/1/snapshots/s/files-added/f.parquet/download",
+    ))
+    .respond_with(
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"download_url": format!("http://{addr}/f.parquet")})),
+    )
+    .mount(&server)
+    .await;
     let client = NarrativeClient::new(wiremock_config(&server)).unwrap();
     let file = FileRef::Snapshot {
         dataset_id: DatasetId(1),
@@ -708,8 +756,20 @@ async fn length_mismatch_is_detected_on_the_stream() {
 async fn backfill_pages_through_find_files_with_the_time_bound() {
     let (fake, client) = fake_and_client().await;
     fake.set_find_files_page_size(2);
-    let day = |d: u8| OffsetDateTime::new_utc(time::Date::from_calendar_date(2024, time::Month::May, d).unwrap(), time::Time::MIDNIGHT);
-    for (d, id) in [(1, "s1"), (2, "s2"), (3, "s3"), (4, "s4"), (5, "s5"), (6, "s6")] {
+    let day = |d: u8| {
+        OffsetDateTime::new_utc(
+            time::Date::from_calendar_date(2024, time::Month::May, d).unwrap(),
+            time::Time::MIDNIGHT,
+        )
+    };
+    for (d, id) in [
+        (1, "s1"),
+        (2, "s2"),
+        (3, "s3"),
+        (4, "s4"),
+        (5, "s5"),
+        (6, "s6"),
+    ] {
         let mut snapshot = Snapshot::new(DatasetId(31), id)
             .at(day(d))
             .file(format!("{id}-a.parquet"), &b"a"[..])
@@ -719,7 +779,11 @@ async fn backfill_pages_through_find_files_with_the_time_bound() {
         }
         fake.add_snapshot(snapshot);
     }
-    fake.add_snapshot(Snapshot::new(DatasetId(99), "other").at(day(1)).file("z.parquet", &b"z"[..]));
+    fake.add_snapshot(
+        Snapshot::new(DatasetId(99), "other")
+            .at(day(1))
+            .file("z.parquet", &b"z"[..]),
+    );
     let files = client.files_before(DatasetId(31), day(5)).await.unwrap();
     let names: Vec<(String, String)> = files
         .iter()
@@ -740,8 +804,14 @@ async fn backfill_pages_through_find_files_with_the_time_bound() {
     let pages = fake.calls_to("/datasets/31/find-files");
     assert_eq!(pages.len(), 3);
     assert_eq!(pages[0].query_param("from_snapshot_id"), None);
-    assert_eq!(pages[1].query_param("from_snapshot_id").as_deref(), Some("s3"));
-    assert_eq!(pages[2].query_param("from_snapshot_id").as_deref(), Some("s5"));
+    assert_eq!(
+        pages[1].query_param("from_snapshot_id").as_deref(),
+        Some("s3")
+    );
+    assert_eq!(
+        pages[2].query_param("from_snapshot_id").as_deref(),
+        Some("s5")
+    );
 }
 
 #[tokio::test]
@@ -800,7 +870,13 @@ async fn customer_calls_cover_whoami_and_the_profile_lifecycle() {
         InstallationId(uuid_installation.into())
     );
 
-    assert!(client.list_profiles(&a, &installation).await.unwrap().is_empty());
+    assert!(
+        client
+            .list_profiles(&a, &installation)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let created = client
         .create_profile(&a, &installation, "Main", Some("ads".into()))
         .await
@@ -808,7 +884,10 @@ async fn customer_calls_cover_whoami_and_the_profile_lifecycle() {
     assert_eq!(created.status, ProfileStatus::Disabled);
     assert_eq!(created.description.as_deref(), Some("ads"));
     assert_eq!(
-        client.get_profile(&a, &installation, created.id).await.unwrap(),
+        client
+            .get_profile(&a, &installation, created.id)
+            .await
+            .unwrap(),
         Some(created.clone())
     );
     let updated = client
@@ -829,14 +908,29 @@ async fn customer_calls_cover_whoami_and_the_profile_lifecycle() {
             .unwrap();
         assert_eq!(profile.status, status);
     }
-    assert_eq!(client.list_profiles(&a, &installation).await.unwrap().len(), 1);
+    assert_eq!(
+        client.list_profiles(&a, &installation).await.unwrap().len(),
+        1
+    );
 
     // another customer's profile is "not found", not an error
     let other = fake_profile();
     fake.add_profile("cust-b", other.clone());
     let b_installation = InstallationId(uuid_installation.into());
-    assert_eq!(client.get_profile(&b, &b_installation, other.id).await.unwrap(), Some(other.clone()));
-    assert_eq!(client.get_profile(&a, &installation, other.id).await.unwrap(), None);
+    assert_eq!(
+        client
+            .get_profile(&b, &b_installation, other.id)
+            .await
+            .unwrap(),
+        Some(other.clone())
+    );
+    assert_eq!(
+        client
+            .get_profile(&a, &installation, other.id)
+            .await
+            .unwrap(),
+        None
+    );
     assert_eq!(
         client
             .update_profile(&a, &installation, other.id, "x", None)
@@ -871,7 +965,10 @@ async fn a_refused_customer_token_is_invalid_token_and_never_leaks() {
     let error = client.company(&token).await.unwrap_err();
     assert!(error.is_invalid_token(), "{error:?}");
     let rendered = format!("{error} {error:?} {:?}", std::error::Error::source(&error));
-    assert!(!rendered.contains("customer-secret-token-123"), "{rendered}");
+    assert!(
+        !rendered.contains("customer-secret-token-123"),
+        "{rendered}"
+    );
     // one attempt only: a 401 is final
     assert_eq!(fake.calls_to("/company-info/whoami").len(), 1);
 }
@@ -887,7 +984,9 @@ async fn installation_ids_accept_integers_and_uuids_exactly() {
         .await;
     Mock::given(method("POST"))
         .and(path("/installations/12345/profiles"))
-        .and(wiremock::matchers::body_json(json!({"name": "n", "description": null})))
+        .and(wiremock::matchers::body_json(
+            json!({"name": "n", "description": null}),
+        ))
         .respond_with(ResponseTemplate::new(201).set_body_json(json!(
             {"id": PROFILE, "name": "n", "status": "disabled"})))
         .expect(1)
@@ -897,7 +996,10 @@ async fn installation_ids_accept_integers_and_uuids_exactly() {
     let token = SecretString::from("t");
     let installation = client.installation(&token).await.unwrap();
     assert_eq!(installation.0, "12345");
-    let profile = client.create_profile(&token, &installation, "n", None).await.unwrap();
+    let profile = client
+        .create_profile(&token, &installation, "n", None)
+        .await
+        .unwrap();
     assert_eq!(profile.id, profile_id());
     assert_eq!(profile.description, None);
 }
@@ -936,9 +1038,11 @@ async fn rejected_status_reports_are_errors() {
         .await;
     Mock::given(method("POST"))
         .and(path("/apps/events"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"enqueued": [], "rejected": [{"error": "unknown_event_type"}]}),
-        ))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"enqueued": [], "rejected": [{"error": "unknown_event_type"}]}),
+            ),
+        )
         .mount(&server)
         .await;
     let client = NarrativeClient::new(wiremock_config(&server)).unwrap();
@@ -953,7 +1057,9 @@ async fn rejected_status_reports_are_errors() {
     };
     let error = client.report(&report).await.unwrap_err();
     match error {
-        CoreError::Rejected { reason, .. } => assert!(reason.contains("unknown_event_type"), "{reason}"),
+        CoreError::Rejected { reason, .. } => {
+            assert!(reason.contains("unknown_event_type"), "{reason}")
+        }
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -1008,7 +1114,10 @@ async fn tokens_and_secrets_never_reach_logs_errors_or_debug() {
     let grant_error = client.connection(conn_id()).await.unwrap_err();
     fake.set_download_url_ttl(Some(Duration::ZERO));
     fake.fail_next("/oauth/token", 0, 0);
-    let mut rendered = vec![format!("{client:?}"), format!("{grant_error} {grant_error:?}")];
+    let mut rendered = vec![
+        format!("{client:?}"),
+        format!("{grant_error} {grant_error:?}"),
+    ];
 
     let mut wrong = fake.client_config();
     wrong.client_secret = SecretString::from("a-wrong-secret");
@@ -1017,7 +1126,10 @@ async fn tokens_and_secrets_never_reach_logs_errors_or_debug() {
     rendered.push(format!("{error} {error:?} {wrong:?} {wrong_client:?}"));
 
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("requesting a marketplace app token"), "{logs}");
+    assert!(
+        logs.contains("requesting a marketplace app token"),
+        "{logs}"
+    );
     let tokens = fake.issued_tokens();
     assert!(tokens.len() >= 4, "{tokens:?}");
     let mut secrets: Vec<String> = tokens;

@@ -243,7 +243,9 @@ pub(crate) struct State {
 pub(crate) type Shared = Arc<Mutex<State>>;
 
 pub(crate) fn lock(state: &Shared) -> MutexGuard<'_, State> {
-    state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The fake marketplace. Stops serving when dropped.
@@ -434,7 +436,11 @@ impl FakeMarketplace {
     }
 
     /// Adds a `snapshot-appended` event to the event feed.
-    pub fn add_snapshot_appended(&self, connection_id: ConnectionId, snapshot_id: &str) -> Revision {
+    pub fn add_snapshot_appended(
+        &self,
+        connection_id: ConnectionId,
+        snapshot_id: &str,
+    ) -> Revision {
         self.add_event(
             "snapshot-appended",
             json!({"connection_id": connection_id.to_string(), "snapshot_id": snapshot_id}),
@@ -443,7 +449,11 @@ impl FakeMarketplace {
     }
 
     /// Adds a `connection-created` event emitted at `at` to the event feed.
-    pub fn add_connection_created(&self, connection_id: ConnectionId, at: OffsetDateTime) -> Revision {
+    pub fn add_connection_created(
+        &self,
+        connection_id: ConnectionId,
+        at: OffsetDateTime,
+    ) -> Revision {
         self.add_event(
             "connection-created",
             json!({"connection_id": connection_id.to_string()}),
@@ -543,7 +553,12 @@ impl FakeMarketplace {
     }
 
     /// A customer: their bearer token, company and installation id (a number or a uuid string).
-    pub fn add_customer(&self, token: &str, company_id: CompanyId, installation_id: impl Into<Value>) {
+    pub fn add_customer(
+        &self,
+        token: &str,
+        company_id: CompanyId,
+        installation_id: impl Into<Value>,
+    ) {
         self.state().customers.insert(
             token.to_owned(),
             Customer {

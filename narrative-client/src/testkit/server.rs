@@ -24,7 +24,10 @@ pub(crate) fn router(state: Shared) -> Router {
     Router::new()
         .route("/oauth/token", post(token))
         .route("/v1/app/commands/delivery", get(legacy_feed))
-        .route("/v1/app/commands/delivery/{revision}/files", get(legacy_files))
+        .route(
+            "/v1/app/commands/delivery/{revision}/files",
+            get(legacy_files),
+        )
         .route(
             "/v1/app/commands/delivery/{revision}/download/{file}",
             post(legacy_download),
@@ -101,7 +104,11 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
     }
     if let Some(status) = failure {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return error(status, "injected", "failure injected by the fake marketplace");
+        return error(
+            status,
+            "injected",
+            "failure injected by the fake marketplace",
+        );
     }
     next.run(request).await
 }
@@ -121,7 +128,11 @@ fn app_authorized(state: &FakeState, headers: &HeaderMap) -> bool {
 }
 
 fn unauthorized() -> Response {
-    error(StatusCode::UNAUTHORIZED, "unauthorized", "invalid or expired token")
+    error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "invalid or expired token",
+    )
 }
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -162,8 +173,16 @@ async fn token(
         "Basic {}",
         base64(format!("{}:{}", s.client_id, s.client_secret).as_bytes())
     );
-    if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
-        return error(StatusCode::UNAUTHORIZED, "invalid_client", "bad client credentials");
+    if headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        != Some(expected.as_str())
+    {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "bad client credentials",
+        );
     }
     match grant.as_str() {
         "client_credentials" => {}
@@ -171,10 +190,22 @@ async fn token(
             let presented = form.get("refresh_token").cloned().unwrap_or_default();
             match s.refresh_tokens.remove(&presented) {
                 Some(expires_at) if expires_at > Instant::now() => {}
-                _ => return error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown refresh token"),
+                _ => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        "unknown refresh token",
+                    );
+                }
             }
         }
-        _ => return error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "unsupported grant"),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "unsupported grant",
+            );
+        }
     }
     let access = format!("fake-access-{}", uuid::Uuid::new_v4().simple());
     let refresh = format!("fake-refresh-{}", uuid::Uuid::new_v4().simple());
@@ -216,7 +247,11 @@ fn feed_page(feed: &[(u64, Value)], params: &HashMap<String, String>) -> Respons
     .into_response()
 }
 
-async fn legacy_feed(State(state): State<Shared>, headers: HeaderMap, Query(q): Params) -> Response {
+async fn legacy_feed(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Params,
+) -> Response {
     let s = lock(&state);
     if !app_authorized(&s, &headers) {
         return unauthorized();
@@ -260,7 +295,8 @@ fn presign(s: &mut FakeState, bytes: Bytes) -> String {
     let key = uuid::Uuid::new_v4().simple().to_string();
     let expires_at = s.url_ttl.map(|ttl| Instant::now() + ttl);
     let expires_unix = OffsetDateTime::now_utc().unix_timestamp()
-        + s.url_ttl.map_or(3600, |t| i64::try_from(t.as_secs()).unwrap_or(3600));
+        + s.url_ttl
+            .map_or(3600, |t| i64::try_from(t.as_secs()).unwrap_or(3600));
     s.blobs.insert(key.clone(), Blob { bytes, expires_at });
     format!(
         "{}presigned/{key}?expires={expires_unix}&signature=fake-{}",
@@ -296,7 +332,11 @@ async fn legacy_download(
     }
 }
 
-async fn connection(State(state): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn connection(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     let s = lock(&state);
     if !app_authorized(&s, &headers) {
         return unauthorized();
@@ -324,9 +364,17 @@ async fn files_added(
         return error(StatusCode::NOT_FOUND, "not_found", "no such snapshot");
     };
     if found.too_old {
-        return error(StatusCode::FORBIDDEN, "forbidden", "snapshot is older than 30 days");
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "snapshot is older than 30 days",
+        );
     }
-    let names: Vec<Value> = found.files.iter().map(|(n, _)| json!({"name": n})).collect();
+    let names: Vec<Value> = found
+        .files
+        .iter()
+        .map(|(n, _)| json!({"name": n}))
+        .collect();
     Json(names).into_response()
 }
 
@@ -354,7 +402,11 @@ async fn snapshot_download(
         return error(StatusCode::NOT_FOUND, "not_found", "no such snapshot");
     };
     if found.too_old {
-        return error(StatusCode::FORBIDDEN, "forbidden", "snapshot is older than 30 days");
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "snapshot is older than 30 days",
+        );
     }
     let Some(bytes) = found
         .files
@@ -397,7 +449,13 @@ async fn find_files(
     let start = match q.get("from_snapshot_id") {
         Some(from) => match snapshots.iter().position(|x| &x.snapshot_id == from) {
             Some(position) => position + offset,
-            None => return error(StatusCode::BAD_REQUEST, "bad_request", "unknown from_snapshot_id"),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "unknown from_snapshot_id",
+                );
+            }
         },
         None => offset,
     };
@@ -598,7 +656,11 @@ async fn transition_profile(
     }
 }
 
-async fn status_events(State(state): State<Shared>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+async fn status_events(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     let mut s = lock(&state);
     if !app_authorized(&s, &headers) {
         return unauthorized();
