@@ -391,6 +391,22 @@ async fn legacy_commands_feed_is_configurable() {
     assert_eq!(page.events[1].event.kind(), "unknown");
     assert_eq!(fake.calls_to("/v1/app/commands/delivery").len(), 1);
     assert!(fake.calls_to("/v2/").is_empty());
+
+    // paging: one record at a time, continuing after the last revision seen
+    let first = client.events_after(None, 1).await.unwrap();
+    assert_eq!(first.events.len(), 1);
+    assert_eq!(first.events[0].revision, r1);
+    let second = client.events_after(Some(r1), 1).await.unwrap();
+    assert_eq!(second.events[0].revision, r3);
+    assert_eq!(second.next_revision, Some(r3.next()));
+    let done = client.events_after(Some(r3), 1).await.unwrap();
+    assert!(done.events.is_empty());
+    let pages = fake.calls_to("/v1/app/commands/delivery");
+    assert_eq!(
+        pages[2].query_param("from_revision"),
+        Some(r1.next().to_string())
+    );
+    assert_eq!(pages[2].query_param("max_results").as_deref(), Some("1"));
 }
 
 #[tokio::test]
