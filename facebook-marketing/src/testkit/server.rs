@@ -173,9 +173,11 @@ async fn handle(
         path.split('/').collect()
     };
     let version_ok = parts.first().is_some_and(|v| is_version(v));
-    if version_ok {
-        parts.remove(0);
-    }
+    let version = if version_ok {
+        parts.remove(0).to_owned()
+    } else {
+        String::new()
+    };
     let endpoint = classify(&method, &parts, &params);
     let (latency, fault, usage) = {
         let mut s = shared.lock();
@@ -238,7 +240,7 @@ async fn handle(
         )
     } else {
         let mut s = shared.lock();
-        dispatch(&mut s, &shared, endpoint, &parts, &params)
+        dispatch(&mut s, &shared, &version, endpoint, &parts, &params)
     };
     if accept_then_fail {
         let reply = Reply {
@@ -365,6 +367,7 @@ fn require_ads_management(tok: &TokenRec) -> Result<(), Reply> {
 fn dispatch(
     s: &mut State,
     shared: &Shared,
+    version: &str,
     endpoint: Endpoint,
     parts: &[&str],
     params: &Params,
@@ -376,7 +379,7 @@ fn dispatch(
             Reply::ok(json!({"id": tok.user_id, "name": name}))
         }),
         Endpoint::ExchangeToken => exchange(s, params),
-        Endpoint::AdAccounts => ad_accounts(s, shared, params),
+        Endpoint::AdAccounts => ad_accounts(s, shared, version, params),
         Endpoint::AdAccount => ad_account(s, parts.first().copied().unwrap_or(""), params),
         Endpoint::Audiences => audiences(s, parts.first().copied(), params),
         Endpoint::CreateAudience => {
@@ -493,7 +496,7 @@ fn account_node(id: &str, a: &super::AccountRec) -> Value {
     node
 }
 
-fn ad_accounts(s: &State, shared: &Shared, params: &Params) -> Result<Reply, Reply> {
+fn ad_accounts(s: &State, shared: &Shared, version: &str, params: &Params) -> Result<Reply, Reply> {
     let tok = user_auth(s, params)?;
     let limit: usize = params
         .get("limit")
@@ -523,7 +526,7 @@ fn ad_accounts(s: &State, shared: &Shared, params: &Params) -> Result<Reply, Rep
         } else {
             shared.base_url.to_string()
         };
-        let mut next = format!("{base}v25.0/me/adaccounts?");
+        let mut next = format!("{base}{version}/me/adaccounts?");
         let mut q = url::form_urlencoded::Serializer::new(String::new());
         if let Some(t) = params.get("access_token") {
             q.append_pair("access_token", t);
