@@ -106,7 +106,6 @@ impl fmt::Display for MemberKey {
     }
 }
 
-
 /// Length of a SHA-256 digest in lowercase hex.
 pub const HASH_HEX_LEN: usize = 64;
 
@@ -117,6 +116,66 @@ pub fn sha256_hex(input: &[u8]) -> [u8; HASH_HEX_LEN] {
     // 32 bytes always encode into exactly 64 hex bytes, so this cannot fail.
     let _ = const_hex::encode_to_slice(digest.as_slice(), &mut out);
     out
+}
+
+/// Hashes of the short values that make up most keys (one or two lowercase ASCII letters,
+/// two digits, four-digit years 1900..=2155), computed once on first use (~1,100 hashes):
+/// GEN, FI, COUNTRY, ST codes, DOBM, DOBD and DOBY then cost a table lookup instead of a
+/// SHA-256 (which matters on CPUs without SHA extensions).
+struct ShortHashes {
+    letters1: Vec<[u8; HASH_HEX_LEN]>,
+    letters2: Vec<[u8; HASH_HEX_LEN]>,
+    digits2: Vec<[u8; HASH_HEX_LEN]>,
+    years: Vec<[u8; HASH_HEX_LEN]>,
+}
+
+const FIRST_CACHED_YEAR: u16 = 1900;
+const CACHED_YEARS: u16 = 256;
+
+fn short_hashes() -> &'static ShortHashes {
+    static TABLE: std::sync::OnceLock<ShortHashes> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let letters1 = (b'a'..=b'z').map(|a| sha256_hex(&[a])).collect();
+        let letters2 = (b'a'..=b'z')
+            .flat_map(|a| (b'a'..=b'z').map(move |b| sha256_hex(&[a, b])))
+            .collect();
+        let digits2 = (b'0'..=b'9')
+            .flat_map(|a| (b'0'..=b'9').map(move |b| sha256_hex(&[a, b])))
+            .collect();
+        let years = (FIRST_CACHED_YEAR..FIRST_CACHED_YEAR + CACHED_YEARS)
+            .map(|y| sha256_hex(y.to_string().as_bytes()))
+            .collect();
+        ShortHashes {
+            letters1,
+            letters2,
+            digits2,
+            years,
+        }
+    })
+}
+
+/// [`sha256_hex`], answered from a precomputed table for short common values.
+pub(crate) fn sha256_hex_short_cached(input: &[u8]) -> [u8; HASH_HEX_LEN] {
+    let cached = match *input {
+        [a] if a.is_ascii_lowercase() => short_hashes().letters1.get(usize::from(a - b'a')),
+        [a, b] if a.is_ascii_lowercase() && b.is_ascii_lowercase() => short_hashes()
+            .letters2
+            .get(usize::from(a - b'a') * 26 + usize::from(b - b'a')),
+        [a, b] if a.is_ascii_digit() && b.is_ascii_digit() => short_hashes()
+            .digits2
+            .get(usize::from(a - b'0') * 10 + usize::from(b - b'0')),
+        [a, b, c, d] if input.iter().all(u8::is_ascii_digit) && a != b'0' => {
+            let year = input.iter().fold(0u16, |n, x| n * 10 + u16::from(x - b'0'));
+            let _ = (b, c, d);
+            year.checked_sub(FIRST_CACHED_YEAR)
+                .and_then(|i| short_hashes().years.get(usize::from(i)))
+        }
+        _ => None,
+    };
+    match cached {
+        Some(hex) => *hex,
+        None => sha256_hex(input),
+    }
 }
 
 /// Whether `s` is exactly 64 lowercase hex characters.
@@ -239,6 +298,17 @@ impl AudienceMember {
         }
     }
 
+    /// The raw hex bytes of a present hashed key, or the MADID's bytes (no UTF-8 check).
+    pub(crate) fn value_bytes(&self, key: MemberKey) -> Option<&[u8]> {
+        if !self.has(key) {
+            None
+        } else if key == MemberKey::MADID {
+            Some(self.madid.as_bytes())
+        } else {
+            Some(&self.hashes[key.index()])
+        }
+    }
+
     /// Stores 64 lowercase hex bytes for a hashed key (no check).
     pub(crate) fn set_hash(&mut self, key: MemberKey, hex: [u8; HASH_HEX_LEN]) {
         debug_assert!(key.is_hashed());
@@ -248,7 +318,7 @@ impl AudienceMember {
 
     /// Hashes an already normalized value into a hashed key.
     pub(crate) fn set_hash_of(&mut self, key: MemberKey, normalized: &str) {
-        self.set_hash(key, sha256_hex(normalized.as_bytes()));
+        self.set_hash(key, sha256_hex_short_cached(normalized.as_bytes()));
     }
 
     /// Stores the MADID (already normalized).
@@ -382,7 +452,36 @@ mod tests {
             b"f1904cf1a9d73a55fa5de0ac823c4403ded71afd4c3248d00bdcd0866552bb79"
         );
         assert!(is_lower_hex64(&sha256_hex(b"")));
-        assert!(!is_lower_hex64(b"F1904cf1a9d73a55fa5de0ac823c4403ded71afd4c3248d00bdcd0866552bb79"));
+        assert!(!is_lower_hex64(
+            b"F1904cf1a9d73a55fa5de0ac823c4403ded71afd4c3248d00bdcd0866552bb79"
+        ));
+    }
+
+    #[test]
+    fn cached_short_hashes_equal_computed_ones() {
+        let mut inputs: Vec<String> = Vec::new();
+        for a in 'a'..='z' {
+            inputs.push(a.to_string());
+            for b in 'a'..='z' {
+                inputs.push(format!("{a}{b}"));
+            }
+        }
+        for n in 0..100 {
+            inputs.push(format!("{n:02}"));
+        }
+        for y in 1000..3000 {
+            inputs.push(y.to_string());
+        }
+        for other in ["", "A", "é", "0123", "aB", "1a", "abc", "99999", "0000"] {
+            inputs.push(other.to_string());
+        }
+        for input in &inputs {
+            assert_eq!(
+                sha256_hex_short_cached(input.as_bytes()),
+                sha256_hex(input.as_bytes()),
+                "{input:?}"
+            );
+        }
     }
 
     #[test]
@@ -400,7 +499,12 @@ mod tests {
         let keys: Vec<MemberKey> = m.iter().map(|(k, _)| k).collect();
         assert_eq!(
             keys,
-            [MemberKey::DOBD, MemberKey::FN, MemberKey::LN, MemberKey::MADID]
+            [
+                MemberKey::DOBD,
+                MemberKey::FN,
+                MemberKey::LN,
+                MemberKey::MADID
+            ]
         );
         let json = m.to_json();
         assert!(json.starts_with(r#"{"DOBD":""#), "{json}");

@@ -99,7 +99,9 @@ pub struct PayloadBuilder {
     rows: Vec<(u16, usize)>,
     /// The rows' values back to back, in key order; MADID is stored JSON-encoded with its
     /// quotes, hashed values as their 64 hex bytes.
-    values: String,
+    values: Vec<u8>,
+    /// Scratch for JSON-encoding a MADID.
+    escaped: String,
     /// Union of the buffered rows' key masks.
     keys: u16,
 }
@@ -117,7 +119,8 @@ impl PayloadBuilder {
         Ok(PayloadBuilder {
             batch_size,
             rows: Vec::with_capacity(batch_size),
-            values: String::new(),
+            values: Vec::new(),
+            escaped: String::new(),
             keys: 0,
         })
     }
@@ -139,11 +142,18 @@ impl PayloadBuilder {
         }
         self.rows.push((member.key_mask(), self.values.len()));
         self.keys |= member.key_mask();
-        for (key, value) in member.iter() {
+        let mut remaining = member.key_mask();
+        while remaining != 0 {
+            let key = MemberKey::ALL[remaining.trailing_zeros() as usize];
+            remaining &= remaining - 1;
             if key == MemberKey::MADID {
-                write_json_str(&mut self.values, value);
-            } else {
-                self.values.push_str(value);
+                if let Some(madid) = member.get(key) {
+                    self.escaped.clear();
+                    write_json_str(&mut self.escaped, madid);
+                    self.values.extend_from_slice(self.escaped.as_bytes());
+                }
+            } else if let Some(hex) = member.value_bytes(key) {
+                self.values.extend_from_slice(hex);
             }
         }
         if self.rows.len() >= self.batch_size {
@@ -172,22 +182,22 @@ impl PayloadBuilder {
             .filter(|k| self.keys & (1 << k.index()) != 0)
             .collect();
         let row_estimate = self.values.len() + self.rows.len() * (3 * schema.len() + 3);
-        let mut json = String::with_capacity(32 + schema.len() * 10 + row_estimate);
-        json.push_str("{\"schema\":[");
+        let mut json: Vec<u8> = Vec::with_capacity(32 + schema.len() * 10 + row_estimate);
+        json.extend_from_slice(b"{\"schema\":[");
         for (i, k) in schema.iter().enumerate() {
             if i > 0 {
-                json.push(',');
+                json.push(b',');
             }
-            json.push('"');
-            json.push_str(k.as_str());
-            json.push('"');
+            json.push(b'"');
+            json.extend_from_slice(k.as_str().as_bytes());
+            json.push(b'"');
         }
-        json.push_str("],\"data\":[");
+        json.extend_from_slice(b"],\"data\":[");
         for (r, &(mask, start)) in self.rows.iter().enumerate() {
             if r > 0 {
-                json.push(',');
+                json.push(b',');
             }
-            json.push('[');
+            json.push(b'[');
             let mut pos = start;
             let mut first = true;
             for key in MemberKey::ALL {
@@ -196,25 +206,29 @@ impl PayloadBuilder {
                     continue;
                 }
                 if !first {
-                    json.push(',');
+                    json.push(b',');
                 }
                 first = false;
                 if mask & bit == 0 {
-                    json.push_str("\"\"");
+                    json.extend_from_slice(b"\"\"");
                 } else if key == MemberKey::MADID {
                     let len = json_str_len(&self.values[pos..]);
-                    json.push_str(&self.values[pos..pos + len]);
+                    json.extend_from_slice(&self.values[pos..pos + len]);
                     pos += len;
                 } else {
-                    json.push('"');
-                    json.push_str(&self.values[pos..pos + HASH_HEX_LEN]);
-                    json.push('"');
+                    json.push(b'"');
+                    json.extend_from_slice(&self.values[pos..pos + HASH_HEX_LEN]);
+                    json.push(b'"');
                     pos += HASH_HEX_LEN;
                 }
             }
-            json.push(']');
+            json.push(b']');
         }
-        json.push_str("]}");
+        json.extend_from_slice(b"]}");
+        // Every piece is valid UTF-8 (ASCII hex, key names, JSON-encoded strings), so this is
+        // one validation pass per batch and never takes the lossy branch.
+        let json = String::from_utf8(json)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         let rows = self.rows.len();
         self.rows.clear();
         self.values.clear();
@@ -236,8 +250,7 @@ impl PayloadBuilder {
 }
 
 /// Length of the JSON string literal at the start of `s` (quotes included).
-fn json_str_len(s: &str) -> usize {
-    let b = s.as_bytes();
+fn json_str_len(b: &[u8]) -> usize {
     let mut i = 1;
     while i < b.len() {
         match b[i] {
@@ -282,7 +295,10 @@ mod tests {
             vec![MemberKey::EMAIL, MemberKey::MADID],
             &[vec!["ab".into(), "".into()]],
         );
-        assert_eq!(p.as_json(), r#"{"schema":["EMAIL","MADID"],"data":[["ab",""]]}"#);
+        assert_eq!(
+            p.as_json(),
+            r#"{"schema":["EMAIL","MADID"],"data":[["ab",""]]}"#
+        );
         assert_eq!(p.len(), 1);
         assert_eq!(Payload::from_encoded(vec![], 0, String::new()).len(), 0);
     }
@@ -333,13 +349,21 @@ mod tests {
                 })
                 .collect()
         };
-        let schema0 = vec![MemberKey::DOBD, MemberKey::EMAIL, MemberKey::MADID, MemberKey::ZIP];
+        let schema0 = vec![
+            MemberKey::DOBD,
+            MemberKey::EMAIL,
+            MemberKey::MADID,
+            MemberKey::ZIP,
+        ];
         assert_eq!(payloads[0].schema(), &schema0[..]);
         let expected0 = Payload::from_rows(schema0.clone(), &rows(&[&a, &b], &schema0));
         assert_eq!(payloads[0], expected0);
         let schema1 = vec![MemberKey::FN, MemberKey::FI, MemberKey::LN];
         let schema1: Vec<MemberKey> = schema1.into_iter().filter(|k| c.has(*k)).collect();
-        assert_eq!(payloads[1], Payload::from_rows(schema1.clone(), &rows(&[&c], &schema1)));
+        assert_eq!(
+            payloads[1],
+            Payload::from_rows(schema1.clone(), &rows(&[&c], &schema1))
+        );
         // parses back with the MADID intact
         let v: serde_json::Value = serde_json::from_str(payloads[0].as_json()).unwrap();
         assert_eq!(v["data"][1][2], "id-\"q\"\\");
@@ -352,22 +376,50 @@ mod tests {
         let h = |s: &str| s.to_string();
         let mut m1 = AudienceMember::new();
         for (k, v) in [
-            (MemberKey::DOBD, h("4a44dc15364204a80fe80e9039455cc1608281820fe2b24f1e5233ade6af1dd5")),
-            (MemberKey::DOBM, h("0b8efa5a3bf104413a725c6ff0459a6be12b1fd33314cbb138745baf39504ae5")),
-            (MemberKey::DOBY, h("051c2e380d07844ffaca43743957f8c0efe2bdf74c6c1e6a9dcccb8d1a3c596b")),
-            (MemberKey::COUNTRY, h("79adb2a2fce5c6ba215fe5f27f532d4e7edbac4b6a5e09e1ef3a08084a904621")),
-            (MemberKey::EMAIL, h("d64ac45af268c53ea74ad3ef3dbc7102cd0aa9b63cb59456122be981d3bf2ade")),
-            (MemberKey::FN, h("2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90")),
-            (MemberKey::FI, h("ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb")),
-            (MemberKey::LN, h("c9561ea9ac17200ef167c850f3268f346f737ad0d3c48ed3996a9ca73689803c")),
+            (
+                MemberKey::DOBD,
+                h("4a44dc15364204a80fe80e9039455cc1608281820fe2b24f1e5233ade6af1dd5"),
+            ),
+            (
+                MemberKey::DOBM,
+                h("0b8efa5a3bf104413a725c6ff0459a6be12b1fd33314cbb138745baf39504ae5"),
+            ),
+            (
+                MemberKey::DOBY,
+                h("051c2e380d07844ffaca43743957f8c0efe2bdf74c6c1e6a9dcccb8d1a3c596b"),
+            ),
+            (
+                MemberKey::COUNTRY,
+                h("79adb2a2fce5c6ba215fe5f27f532d4e7edbac4b6a5e09e1ef3a08084a904621"),
+            ),
+            (
+                MemberKey::EMAIL,
+                h("d64ac45af268c53ea74ad3ef3dbc7102cd0aa9b63cb59456122be981d3bf2ade"),
+            ),
+            (
+                MemberKey::FN,
+                h("2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90"),
+            ),
+            (
+                MemberKey::FI,
+                h("ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb"),
+            ),
+            (
+                MemberKey::LN,
+                h("c9561ea9ac17200ef167c850f3268f346f737ad0d3c48ed3996a9ca73689803c"),
+            ),
             (MemberKey::MADID, h("966a15b1-6505-4cb7-ba30-3342c5019112")),
         ] {
             m1.set(k, &v).unwrap();
         }
         let mut m2 = AudienceMember::new();
-        m2.set(MemberKey::GEN, "62c66a7a5dd70c3146618063c344e531e6d4b59e379808443ce962b3abd63c5a")
+        m2.set(
+            MemberKey::GEN,
+            "62c66a7a5dd70c3146618063c344e531e6d4b59e379808443ce962b3abd63c5a",
+        )
+        .unwrap();
+        m2.set(MemberKey::MADID, "966a15b1-6505-4cb7-ba30-3342c5019112")
             .unwrap();
-        m2.set(MemberKey::MADID, "966a15b1-6505-4cb7-ba30-3342c5019112").unwrap();
         let mut b = PayloadBuilder::new(MAX_BATCH_SIZE).unwrap();
         assert!(b.push(&m1).is_none());
         assert!(b.push(&m2).is_none());
@@ -400,6 +452,12 @@ mod tests {
         }
         assert_eq!(sizes, [3, 3, 3, 1]);
         assert!(b.flush().is_none());
-        assert!(PayloadBuilder::new(3).unwrap().batches(Vec::<AudienceMember>::new()).next().is_none());
+        assert!(
+            PayloadBuilder::new(3)
+                .unwrap()
+                .batches(Vec::<AudienceMember>::new())
+                .next()
+                .is_none()
+        );
     }
 }

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array,
-    RecordBatch, StringArray, StructArray, TimestampMicrosecondArray,
+    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array, RecordBatch,
+    StringArray, StructArray, TimestampMicrosecondArray,
 };
 use arrow_schema::{DataType, Field as AField, Fields, Schema, TimeUnit};
 use facebook_connector_core::domain::RecordFormat;
@@ -28,7 +28,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
     fn pick<'a>(&mut self, options: &[Option<&'a str>]) -> Option<&'a str> {
@@ -91,7 +94,12 @@ const YEARS: &[Option<&str>] = &[Some("1980"), Some("80"), Some("abcd"), Some("2
 const COUNTRIES: &[Option<&str>] = &[Some("US"), Some("fr"), Some("USA"), Some(""), None];
 const CITIES: &[Option<&str>] = &[Some("San Francisco"), Some("São Paulo"), Some("--"), None];
 const REGIONS: &[Option<&str>] = &[Some("California"), Some("new york"), Some("ON"), None];
-const ZIPS: &[Option<&str>] = &[Some("94107-1234"), Some("SW1A 1AA"), Some("941071234"), None];
+const ZIPS: &[Option<&str>] = &[
+    Some("94107-1234"),
+    Some("SW1A 1AA"),
+    Some("941071234"),
+    None,
+];
 
 fn utf8(name: &str) -> AField {
     AField::new(name, DataType::Utf8, true)
@@ -103,11 +111,18 @@ fn strings(v: &[Option<&str>]) -> ArrayRef {
 
 /// A struct column of string children; `valid[i] == false` makes the whole struct null.
 fn string_struct(children: &[(&str, Vec<Option<&str>>)], valid: &[bool]) -> (AField, ArrayRef) {
-    let fields: Fields = children.iter().map(|(n, _)| utf8(n)).collect::<Vec<_>>().into();
+    let fields: Fields = children
+        .iter()
+        .map(|(n, _)| utf8(n))
+        .collect::<Vec<_>>()
+        .into();
     let arrays: Vec<ArrayRef> = children.iter().map(|(_, v)| strings(v)).collect();
     let nulls = arrow_buffer::NullBuffer::from(valid.to_vec());
     let s = StructArray::try_new(fields.clone(), arrays, Some(nulls)).unwrap();
-    (AField::new("x", DataType::Struct(fields), true), Arc::new(s))
+    (
+        AField::new("x", DataType::Struct(fields), true),
+        Arc::new(s),
+    )
 }
 
 /// One column being built: its name, Arrow field and array, and each row's JSON value.
@@ -169,14 +184,32 @@ fn columns_typical(rng: &mut Lcg, rows: usize) -> Vec<Column> {
         .map(|_| [Some(1980), Some(1850), Some(2030), Some(1999), None][(rng.next() % 5) as usize])
         .collect();
     vec![
-        struct_column("person_name", rng, rows, &[("given_name", NAMES), ("family_name", NAMES), ("full_name", NAMES)]),
-        struct_column("unique_id", rng, rows, &[("type", UID_TYPES), ("value", UID_VALUES)]),
+        struct_column(
+            "person_name",
+            rng,
+            rows,
+            &[
+                ("given_name", NAMES),
+                ("family_name", NAMES),
+                ("full_name", NAMES),
+            ],
+        ),
+        struct_column(
+            "unique_id",
+            rng,
+            rows,
+            &[("type", UID_TYPES), ("value", UID_VALUES)],
+        ),
         struct_column("hl7_gender", rng, rows, &[("gender", GENDERS)]),
         struct_column(
             "postal_address",
             rng,
             rows,
-            &[("address_locality", CITIES), ("address_region", REGIONS), ("postal_code", ZIPS)],
+            &[
+                ("address_locality", CITIES),
+                ("address_region", REGIONS),
+                ("postal_code", ZIPS),
+            ],
         ),
         string_column("raw_email", rng, rows, EMAILS),
         struct_column("telephone_number", rng, rows, &[("value", PHONES)]),
@@ -185,7 +218,10 @@ fn columns_typical(rng: &mut Lcg, rows: usize) -> Vec<Column> {
             name: "birth_year",
             field: AField::new("birth_year", DataType::Int64, true),
             array: Arc::new(Int64Array::from(years.clone())),
-            json: years.iter().map(|y| y.map_or(Value::Null, |y| json!(y))).collect(),
+            json: years
+                .iter()
+                .map(|y| y.map_or(Value::Null, |y| json!(y)))
+                .collect(),
         },
         string_column("birthdate", rng, rows, DATES),
         string_column("iso_3166_1_country", rng, rows, COUNTRIES),
@@ -216,8 +252,12 @@ fn columns_alternative(rng: &mut Lcg, rows: usize) -> Vec<Column> {
             })
         })
         .collect();
-    let countries: Vec<Option<i32>> = (0..rows).map(|i| (i % 3 != 0).then_some(i as i32)).collect();
-    let phones: Vec<Option<f64>> = (0..rows).map(|i| (i % 4 != 0).then_some(4155550123.5)).collect();
+    let countries: Vec<Option<i32>> = (0..rows)
+        .map(|i| (i % 3 != 0).then_some(i as i32))
+        .collect();
+    let phones: Vec<Option<f64>> = (0..rows)
+        .map(|i| (i % 4 != 0).then_some(4155550123.5))
+        .collect();
     let flags: Vec<Option<bool>> = (0..rows).map(|i| (i % 2 == 0).then_some(true)).collect();
     vec![
         struct_column("person_name", rng, rows, &[("given_name", NAMES)]),
@@ -225,7 +265,11 @@ fn columns_alternative(rng: &mut Lcg, rows: usize) -> Vec<Column> {
         string_column("birth_year", rng, rows, YEARS),
         Column {
             name: "birthdate",
-            field: AField::new("birthdate", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+            field: AField::new(
+                "birthdate",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
             array: Arc::new(TimestampMicrosecondArray::from(micros).with_timezone("UTC")),
             json: ts_json,
         },
@@ -236,32 +280,54 @@ fn columns_alternative(rng: &mut Lcg, rows: usize) -> Vec<Column> {
             name: "iso_3166_1_country",
             field: AField::new("iso_3166_1_country", DataType::Int32, true),
             array: Arc::new(Int32Array::from(countries.clone())),
-            json: countries.iter().map(|c| c.map_or(Value::Null, |c| json!(c))).collect(),
+            json: countries
+                .iter()
+                .map(|c| c.map_or(Value::Null, |c| json!(c)))
+                .collect(),
         },
         Column {
             name: "telephone_number",
             field: AField::new("telephone_number", DataType::Float64, true),
             array: Arc::new(Float64Array::from(phones.clone())),
-            json: phones.iter().map(|p| p.map_or(Value::Null, |p| json!(p))).collect(),
+            json: phones
+                .iter()
+                .map(|p| p.map_or(Value::Null, |p| json!(p)))
+                .collect(),
         },
         Column {
             name: "e164_phone_number",
             field: AField::new("e164_phone_number", DataType::Boolean, true),
             array: Arc::new(BooleanArray::from(flags.clone())),
-            json: flags.iter().map(|f| f.map_or(Value::Null, |f| json!(f))).collect(),
+            json: flags
+                .iter()
+                .map(|f| f.map_or(Value::Null, |f| json!(f)))
+                .collect(),
         },
-        struct_column("mobile_id_unique_identifier", rng, rows, &[("value", UID_VALUES)]),
+        struct_column(
+            "mobile_id_unique_identifier",
+            rng,
+            rows,
+            &[("value", UID_VALUES)],
+        ),
     ]
 }
 
 fn dataset_batch(columns: &[Column]) -> RecordBatch {
     let schema = Schema::new(columns.iter().map(|c| c.field.clone()).collect::<Vec<_>>());
-    RecordBatch::try_new(Arc::new(schema), columns.iter().map(|c| c.array.clone()).collect()).unwrap()
+    RecordBatch::try_new(
+        Arc::new(schema),
+        columns.iter().map(|c| c.array.clone()).collect(),
+    )
+    .unwrap()
 }
 
 /// The same rows as `{"data": {...}}`: a `data` struct column, null for some rows.
 fn legacy_batch(columns: &[Column], data_valid: &[bool]) -> RecordBatch {
-    let fields: Fields = columns.iter().map(|c| c.field.clone()).collect::<Vec<_>>().into();
+    let fields: Fields = columns
+        .iter()
+        .map(|c| c.field.clone())
+        .collect::<Vec<_>>()
+        .into();
     let arrays = columns.iter().map(|c| c.array.clone()).collect();
     let nulls = arrow_buffer::NullBuffer::from(data_valid.to_vec());
     let data = StructArray::try_new(fields.clone(), arrays, Some(nulls)).unwrap();
@@ -286,7 +352,9 @@ fn json_lines(columns: &[Column], rows: usize, legacy_valid: Option<&[bool]>) ->
         }
         let line = match legacy_valid {
             None => Value::Object(obj),
-            Some(valid) => json!({"data": if valid[r] { Value::Object(obj) } else { Value::Null }, "id": r}),
+            Some(valid) => {
+                json!({"data": if valid[r] { Value::Object(obj) } else { Value::Null }, "id": r})
+            }
         };
         out.push_str(&line.to_string());
         out.push('\n');
@@ -324,7 +392,13 @@ fn compare(parquet: &std::path::Path, json: &str, format: RecordFormat, rows: us
     assert_eq!(from_parquet.len(), rows);
     assert_eq!(from_json.len(), rows);
     for (a, b) in from_parquet.iter().zip(&from_json) {
-        assert_eq!(a, b, "row {} differs; json: {}", a.number, json.lines().nth(a.number as usize - 1).unwrap());
+        assert_eq!(
+            a,
+            b,
+            "row {} differs; json: {}",
+            a.number,
+            json.lines().nth(a.number as usize - 1).unwrap()
+        );
     }
     assert_eq!(p.stats(), j.stats());
     // the data exercises members, unmatchable records and rejections
@@ -338,13 +412,26 @@ fn dataset_rows_match_their_json_form() {
     let rows = 1000;
     let dir = tempfile::tempdir().unwrap();
     for (seed, columns, compression) in [
-        (1, columns_typical as fn(&mut Lcg, usize) -> Vec<Column>, Compression::SNAPPY),
-        (2, columns_alternative, Compression::ZSTD(ZstdLevel::try_new(3).unwrap())),
+        (
+            1,
+            columns_typical as fn(&mut Lcg, usize) -> Vec<Column>,
+            Compression::SNAPPY,
+        ),
+        (
+            2,
+            columns_alternative,
+            Compression::ZSTD(ZstdLevel::try_new(3).unwrap()),
+        ),
     ] {
         let cols = columns(&mut Lcg(seed), rows);
         let path = dir.path().join(format!("part-{seed}.parquet"));
         write_parquet(&path, &dataset_batch(&cols), compression);
-        compare(&path, &json_lines(&cols, rows, None), RecordFormat::Dataset, rows);
+        compare(
+            &path,
+            &json_lines(&cols, rows, None),
+            RecordFormat::Dataset,
+            rows,
+        );
     }
 }
 
@@ -356,7 +443,12 @@ fn legacy_rows_match_their_json_form() {
     let valid: Vec<bool> = (0..rows).map(|i| i % 7 != 0).collect();
     let path = dir.path().join("legacy.parquet");
     write_parquet(&path, &legacy_batch(&cols, &valid), Compression::SNAPPY);
-    compare(&path, &json_lines(&cols, rows, Some(&valid)), RecordFormat::Legacy, rows);
+    compare(
+        &path,
+        &json_lines(&cols, rows, Some(&valid)),
+        RecordFormat::Legacy,
+        rows,
+    );
 }
 
 #[test]
@@ -372,11 +464,16 @@ fn a_legacy_data_column_that_is_not_a_struct_is_a_field_rejection() {
     let mut src = ParquetSource::open(&path, RecordFormat::Legacy, config()).unwrap();
     let records: Vec<Record> = src.by_ref().map(Result::unwrap).collect();
     assert_eq!(records.len(), 2);
-    assert!(records.iter().all(|r| r.member.as_ref().unwrap().is_empty()));
+    assert!(
+        records
+            .iter()
+            .all(|r| r.member.as_ref().unwrap().is_empty())
+    );
     let json = "{\"data\":\"x\"}\n{\"data\":null}\n";
-    let from_json: Vec<Record> = JsonLinesSource::new(json.as_bytes(), RecordFormat::Legacy, config())
-        .map(Result::unwrap)
-        .collect();
+    let from_json: Vec<Record> =
+        JsonLinesSource::new(json.as_bytes(), RecordFormat::Legacy, config())
+            .map(Result::unwrap)
+            .collect();
     assert_eq!(records, from_json);
     assert_eq!(src.stats().field_rejection_counts().get("data"), Some(&1));
 }
@@ -411,9 +508,10 @@ fn date_columns_and_integer_years() {
         .map(Result::unwrap)
         .collect();
     let json = "{\"birthdate\":\"1975-07-04\",\"birth_year\":1999}\n{\"birth_year\":1981}\n{\"birthdate\":\"1860-07-09\",\"birth_year\":1982}\n";
-    let from_json: Vec<Record> = JsonLinesSource::new(json.as_bytes(), RecordFormat::Dataset, config())
-        .map(Result::unwrap)
-        .collect();
+    let from_json: Vec<Record> =
+        JsonLinesSource::new(json.as_bytes(), RecordFormat::Dataset, config())
+            .map(Result::unwrap)
+            .collect();
     assert_eq!(from_parquet, from_json);
     assert_eq!(from_parquet[0].member.as_ref().unwrap().len(), 3);
 }
@@ -435,8 +533,18 @@ fn record_reader_opens_parquet_by_extension_and_reports_bad_files() {
         Err(e) => e,
         Ok(_) => panic!("not parquet"),
     };
-    assert!(err.to_string().starts_with("cannot read parquet file"), "{err}");
-    assert!(RecordReader::open(&dir.path().join("missing.parquet"), RecordFormat::Dataset, config()).is_err());
+    assert!(
+        err.to_string().starts_with("cannot read parquet file"),
+        "{err}"
+    );
+    assert!(
+        RecordReader::open(
+            &dir.path().join("missing.parquet"),
+            RecordFormat::Dataset,
+            config()
+        )
+        .is_err()
+    );
 
     // in-memory input
     let bytes = bytes::Bytes::from(std::fs::read(&path).unwrap());

@@ -338,9 +338,7 @@ impl AudienceId {
     /// Parses a string of 1–20 digits (surrounding whitespace ignored).
     pub fn parse(value: &str) -> Result<Self, InvalidValue> {
         let trimmed = value.trim();
-        if trimmed.is_empty()
-            || trimmed.len() > 20
-            || !trimmed.bytes().all(|b| b.is_ascii_digit())
+        if trimmed.is_empty() || trimmed.len() > 20 || !trimmed.bytes().all(|b| b.is_ascii_digit())
         {
             return Err(InvalidValue::new("audience id", value, "expected digits"));
         }
@@ -412,16 +410,17 @@ impl SettingsId {
     /// The profile this target delivers to.
     pub fn profile_id(&self) -> ProfileId {
         match self {
-            SettingsId::Subscription { profile_id, .. } | SettingsId::Connection { profile_id, .. } => {
-                *profile_id
-            }
+            SettingsId::Subscription { profile_id, .. }
+            | SettingsId::Connection { profile_id, .. } => *profile_id,
         }
     }
 
     /// The default name of an audience created for this target.
     pub fn default_audience_name(&self) -> String {
         match self {
-            SettingsId::Subscription { subscription_id, .. } => {
+            SettingsId::Subscription {
+                subscription_id, ..
+            } => {
                 format!("Subscription {subscription_id} Audience")
             }
             SettingsId::Connection { connection_id, .. } => {
@@ -502,7 +501,10 @@ mod tests {
         assert_eq!(AdAccountId::parse(" act_123 ").unwrap().as_str(), "act_123");
         assert_eq!(AdAccountId::parse("act_123").unwrap().digits(), "123");
         for bad in ["", "act_", "act_12a", "abc", "act_-1", "act_ 1"] {
-            assert!(AdAccountId::parse(bad).is_err(), "{bad:?} should be rejected");
+            assert!(
+                AdAccountId::parse(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
         let from_number: AdAccountId = serde_json::from_str("42").unwrap();
         assert_eq!(from_number.as_str(), "act_42");
@@ -558,7 +560,10 @@ mod tests {
             "profile_0b6d9a50-1f5c-4a4e-9d7e-3b1a8c1e2f00",
             "profile_0b6d9a50-1f5c-4a4e-9d7e-3b1a8c1e2f00:dataset_1e2d3c4b-5a69-4788-9aab-bccddeeff001",
         ] {
-            assert!(bad.parse::<SettingsId>().is_err(), "{bad:?} should be rejected");
+            assert!(
+                bad.parse::<SettingsId>().is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 

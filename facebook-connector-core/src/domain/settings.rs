@@ -55,9 +55,7 @@ fn lenient_audience_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Audienc
 
 fn lenient_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let value = Option::<String>::deserialize(d)?;
-    Ok(value
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty()))
+    Ok(value.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()))
 }
 
 fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
@@ -105,12 +103,16 @@ mod tests {
             r#"{"audience_id": 123, "audience_name": " My audience ", "historical_data_enabled": "true"}"#,
         )
         .unwrap();
-        assert_eq!(snake.audience_id.as_ref().map(AudienceId::as_str), Some("123"));
+        assert_eq!(
+            snake.audience_id.as_ref().map(AudienceId::as_str),
+            Some("123")
+        );
         assert_eq!(snake.audience_name.as_deref(), Some("My audience"));
         assert!(snake.historical_data_enabled);
 
         let camel: QuickSettings =
-            serde_json::from_str(r#"{"audienceId": "123", "historicalDataEnabled": true}"#).unwrap();
+            serde_json::from_str(r#"{"audienceId": "123", "historicalDataEnabled": true}"#)
+                .unwrap();
         assert_eq!(camel.audience_id, snake.audience_id);
         assert!(camel.historical_data_enabled);
 
@@ -121,7 +123,10 @@ mod tests {
         assert_eq!(empty, QuickSettings::default());
         assert_eq!(serde_json::from_str::<QuickSettings>("{}").unwrap(), empty);
 
-        assert!(serde_json::from_str::<QuickSettings>(r#"{"historical_data_enabled": "maybe"}"#).is_err());
+        assert!(
+            serde_json::from_str::<QuickSettings>(r#"{"historical_data_enabled": "maybe"}"#)
+                .is_err()
+        );
         assert!(serde_json::from_str::<QuickSettings>(r#"{"audience_id": "abc"}"#).is_err());
     }
 

@@ -114,13 +114,18 @@ impl FieldSet {
 
     /// The fields, in declaration order.
     pub fn iter(self) -> impl Iterator<Item = Field> {
-        Field::ALL.iter().copied().filter(move |f| self.contains(*f))
+        Field::ALL
+            .iter()
+            .copied()
+            .filter(move |f| self.contains(*f))
     }
 }
 
 impl fmt::Debug for FieldSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.iter().map(Field::as_str)).finish()
+        f.debug_set()
+            .entries(self.iter().map(Field::as_str))
+            .finish()
     }
 }
 
@@ -130,7 +135,7 @@ mod tests {
 
     #[test]
     fn names_are_unique_and_parse_back() {
-        assert!(FIELD_COUNT <= 64);
+        const { assert!(FIELD_COUNT <= 64) };
         for (i, f) in Field::ALL.iter().enumerate() {
             assert_eq!(f.index(), i);
             assert_eq!(Field::parse(f.as_str()), Some(*f));
@@ -140,7 +145,10 @@ mod tests {
         set.insert(Field::Data);
         set.insert(Field::RawEmail);
         assert_eq!(set.len(), 2);
-        assert_eq!(set.iter().collect::<Vec<_>>(), [Field::Data, Field::RawEmail]);
+        assert_eq!(
+            set.iter().collect::<Vec<_>>(),
+            [Field::Data, Field::RawEmail]
+        );
         assert_eq!(format!("{set:?}"), r#"{"data", "raw_email"}"#);
     }
 }

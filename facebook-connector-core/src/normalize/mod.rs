@@ -55,7 +55,9 @@ use time::Date;
 pub use field::{Field, FieldSet};
 
 use crate::domain::RecordFormat;
-use crate::member::{AudienceMember, HASH_HEX_LEN, MemberKey, sha256_hex};
+use crate::member::{
+    AudienceMember, HASH_HEX_LEN, MemberKey, sha256_hex_short_cached as sha256_hex,
+};
 use raw::{Leaf, RawRecord};
 use rules::Check;
 
@@ -98,9 +100,9 @@ pub struct ParsedRecord {
 #[derive(Debug, thiserror::Error)]
 #[error("line is not a JSON object")]
 pub struct NotAnObject {
-    /// The JSON parser's error.
+    /// Why: the UTF-8 or the JSON parser's error.
     #[source]
-    pub source: serde_json::Error,
+    pub source: crate::error::BoxError,
 }
 
 /// Parses records of one [`RecordFormat`]. Holds reusable scratch buffers, so keep one per
@@ -134,8 +136,13 @@ impl RecordParser {
 
     /// Parses one JSON line (without its line terminator; surrounding whitespace is fine).
     pub fn parse_json(&mut self, line: &[u8]) -> Result<ParsedRecord, NotAnObject> {
+        let line = std::str::from_utf8(line).map_err(|e| NotAnObject {
+            source: Box::new(e),
+        })?;
         let mut raw = RawRecord::default();
-        json::read_line(line, self.format, &mut raw).map_err(|source| NotAnObject { source })?;
+        json::read_line(line, self.format, &mut raw).map_err(|e| NotAnObject {
+            source: Box::new(e),
+        })?;
         Ok(self.normalize(&raw))
     }
 
@@ -299,7 +306,9 @@ impl<'n, 'a> Normalizer<'n, 'a> {
     }
 
     fn gender(&mut self) {
-        let Some(s) = self.text(Field::Gender) else { return };
+        let Some(s) = self.text(Field::Gender) else {
+            return;
+        };
         match rules::gender(s) {
             (Check::Valid, g) => self.member.set_hash_of(MemberKey::GEN, g),
             (Check::Invalid, _) => self.rejected.insert(Field::Gender),

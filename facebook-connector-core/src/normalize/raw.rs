@@ -20,6 +20,7 @@ pub(crate) enum Leaf<'a> {
     /// An integer (JSON integer or Parquet integer column).
     Int(i64),
     /// A calendar date in UTC (Parquet timestamp or date columns only).
+    #[cfg_attr(not(feature = "parquet"), allow(dead_code))]
     Date(Date),
     /// Any other type (float, boolean, array, object where a scalar is expected).
     Wrong,
@@ -36,7 +37,10 @@ pub(crate) enum Shape {
     Object(Field, &'static [(&'static str, Field)]),
 }
 
-const UNIQUE_ID: &[(&str, Field)] = &[("type", Field::UniqueIdType), ("value", Field::UniqueIdValue)];
+const UNIQUE_ID: &[(&str, Field)] = &[
+    ("type", Field::UniqueIdType),
+    ("value", Field::UniqueIdValue),
+];
 const HASHED_EMAIL: &[(&str, Field)] = &[
     ("type", Field::HashedEmailType),
     ("value", Field::HashedEmailValue),

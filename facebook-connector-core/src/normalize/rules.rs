@@ -238,7 +238,14 @@ mod tests {
     fn run(f: fn(&str, &mut String) -> Check, input: &str) -> (Check, String) {
         let mut out = String::new();
         let c = f(input, &mut out);
-        (c, if c == Check::Valid { out } else { String::new() })
+        (
+            c,
+            if c == Check::Valid {
+                out
+            } else {
+                String::new()
+            },
+        )
     }
 
     #[test]
@@ -294,7 +301,10 @@ mod tests {
         assert_eq!(hex64(&lower[..63], &mut out), Check::Invalid);
         assert_eq!(hex64(&format!("{lower}0"), &mut out), Check::Invalid);
         assert_eq!(hex64(&lower.replace('f', "g"), &mut out), Check::Invalid);
-        assert_eq!(hex64("32c281951528fda472cc53ea2c5c81b9d50f184e", &mut out), Check::Invalid);
+        assert_eq!(
+            hex64("32c281951528fda472cc53ea2c5c81b9d50f184e", &mut out),
+            Check::Invalid
+        );
         assert_eq!(hex64("", &mut out), Check::Absent);
     }
 
@@ -391,7 +401,11 @@ mod tests {
 
     #[test]
     fn birthdate_and_year_strings() {
-        let d = |y, m, d| Ok(Some(Date::from_calendar_date(y, Month::try_from(m).unwrap(), d).unwrap()));
+        let d = |y, m, d| {
+            Ok(Some(
+                Date::from_calendar_date(y, Month::try_from(m).unwrap(), d).unwrap(),
+            ))
+        };
         assert_eq!(birthdate("1975-07-04T00:00:00Z"), d(1975, 7, 4));
         assert_eq!(birthdate("1975-07-04"), d(1975, 7, 4));
         assert_eq!(birthdate("1975-07-04T22:30:00-05:00"), d(1975, 7, 5));

@@ -71,7 +71,10 @@ pub(crate) fn code_of(letters: &str) -> Option<&'static str> {
     if letters.len() < 4 {
         return None;
     }
-    STATES.iter().find(|(name, _)| *name == letters).map(|(_, code)| *code)
+    STATES
+        .iter()
+        .find(|(name, _)| *name == letters)
+        .map(|(_, code)| *code)
 }
 
 #[cfg(test)]

@@ -61,7 +61,10 @@ fn spec_examples() {
     )
     .member;
     let fn_ = john.get(K::FN).unwrap();
-    assert!(fn_.starts_with("96d9632f") && fn_.ends_with("607a"), "{fn_}");
+    assert!(
+        fn_.starts_with("96d9632f") && fn_.ends_with("607a"),
+        "{fn_}"
+    );
     let fi = john.get(K::FI).unwrap();
     assert!(fi.starts_with("189f4003") && fi.ends_with("57b7"), "{fi}");
     let ln = john.get(K::LN).unwrap();
@@ -73,10 +76,21 @@ fn spec_examples() {
         &[(K::DOBY, "1975"), (K::DOBM, "07"), (K::DOBD, "04")],
         &[],
     );
-    let jane = parse(RecordFormat::Dataset, r#"{"raw_email": "  Jane@Example.ORG "}"#).member;
+    let jane = parse(
+        RecordFormat::Dataset,
+        r#"{"raw_email": "  Jane@Example.ORG "}"#,
+    )
+    .member;
     let email = jane.get(K::EMAIL).unwrap();
-    assert!(email.starts_with("13d855ce") && email.ends_with("ced6"), "{email}");
-    check(r#"{"telephone_number": "+1 (415) 555-0123"}"#, &[(K::PHONE, "14155550123")], &[]);
+    assert!(
+        email.starts_with("13d855ce") && email.ends_with("ced6"),
+        "{email}"
+    );
+    check(
+        r#"{"telephone_number": "+1 (415) 555-0123"}"#,
+        &[(K::PHONE, "14155550123")],
+        &[],
+    );
     check(
         r#"{"apple_idfa": {"value": "AB12CD34-0000-4000-8000-00000000AAAA"}}"#,
         &[(K::MADID, "ab12cd34-0000-4000-8000-00000000aaaa")],
@@ -88,7 +102,11 @@ fn spec_examples() {
         &[],
     );
     // Facebook's documented vector
-    let mary = parse(RecordFormat::Legacy, r#"{"data":{"raw_email":"mary@example.com"}}"#).member;
+    let mary = parse(
+        RecordFormat::Legacy,
+        r#"{"data":{"raw_email":"mary@example.com"}}"#,
+    )
+    .member;
     assert_eq!(
         mary.get(K::EMAIL),
         Some("f1904cf1a9d73a55fa5de0ac823c4403ded71afd4c3248d00bdcd0866552bb79")
@@ -100,37 +118,130 @@ fn email_sources_precedence_and_fall_through() {
     let upper = HEX_A.to_uppercase();
     let table: &[(&str, &str, &[&str])] = &[
         // (record, expected EMAIL: "hex:<value>" pre-hashed or raw plaintext, rejections)
-        (&format!(r#"{{"unique_id": {{"type": "sha256_email", "value": "{HEX_A}"}}}}"#), "hex:A", &[]),
-        (&format!(r#"{{"unique_id": {{"type": "sha256_email", "value": "{upper}"}}}}"#), "hex:A", &[]),
-        (&format!(r#"{{"hashed_email": {{"type": "sha256_email", "value": "{HEX_B}"}}}}"#), "hex:B", &[]),
-        (&format!(r#"{{"sha256_hashed_email": {{"value": "{HEX_C}"}}}}"#), "hex:C", &[]),
-        (r#"{"normalized_email": "mary@example.com"}"#, "mary@example.com", &[]),
-        (r#"{"normalized_email": {"value": "Mary@Example.com"}}"#, "mary@example.com", &[]),
-        (r#"{"raw_email": {"value": " Jane@Example.ORG"}}"#, "jane@example.org", &[]),
+        (
+            &format!(r#"{{"unique_id": {{"type": "sha256_email", "value": "{HEX_A}"}}}}"#),
+            "hex:A",
+            &[],
+        ),
+        (
+            &format!(r#"{{"unique_id": {{"type": "sha256_email", "value": "{upper}"}}}}"#),
+            "hex:A",
+            &[],
+        ),
+        (
+            &format!(r#"{{"hashed_email": {{"type": "sha256_email", "value": "{HEX_B}"}}}}"#),
+            "hex:B",
+            &[],
+        ),
+        (
+            &format!(r#"{{"sha256_hashed_email": {{"value": "{HEX_C}"}}}}"#),
+            "hex:C",
+            &[],
+        ),
+        (
+            r#"{"normalized_email": "mary@example.com"}"#,
+            "mary@example.com",
+            &[],
+        ),
+        (
+            r#"{"normalized_email": {"value": "Mary@Example.com"}}"#,
+            "mary@example.com",
+            &[],
+        ),
+        (
+            r#"{"raw_email": {"value": " Jane@Example.ORG"}}"#,
+            "jane@example.org",
+            &[],
+        ),
         // precedence: unique_id > hashed_email > sha256_hashed_email > normalized > raw
-        (&format!(r#"{{"hashed_email": {{"type": "sha256_email", "value": "{HEX_B}"}}, "unique_id": {{"type": "sha256_email", "value": "{HEX_A}"}}}}"#), "hex:A", &[]),
-        (&format!(r#"{{"sha256_hashed_email": {{"value": "{HEX_C}"}}, "hashed_email": {{"type": "sha256_email", "value": "{HEX_B}"}}}}"#), "hex:B", &[]),
-        (&format!(r#"{{"raw_email": "x@y.z", "sha256_hashed_email": {{"value": "{HEX_C}"}}}}"#), "hex:C", &[]),
-        (r#"{"raw_email": "raw@y.z", "normalized_email": "norm@y.z"}"#, "norm@y.z", &[]),
+        (
+            &format!(
+                r#"{{"hashed_email": {{"type": "sha256_email", "value": "{HEX_B}"}}, "unique_id": {{"type": "sha256_email", "value": "{HEX_A}"}}}}"#
+            ),
+            "hex:A",
+            &[],
+        ),
+        (
+            &format!(
+                r#"{{"sha256_hashed_email": {{"value": "{HEX_C}"}}, "hashed_email": {{"type": "sha256_email", "value": "{HEX_B}"}}}}"#
+            ),
+            "hex:B",
+            &[],
+        ),
+        (
+            &format!(r#"{{"raw_email": "x@y.z", "sha256_hashed_email": {{"value": "{HEX_C}"}}}}"#),
+            "hex:C",
+            &[],
+        ),
+        (
+            r#"{"raw_email": "raw@y.z", "normalized_email": "norm@y.z"}"#,
+            "norm@y.z",
+            &[],
+        ),
         // fall-through on invalid values, each counted
-        (&format!(r#"{{"unique_id": {{"type": "sha256_email", "value": "abc"}}, "hashed_email": {{"type": "sha256_email", "value": "{HEX_B}"}}}}"#), "hex:B", &["unique_id.value"]),
-        (&format!(r#"{{"sha256_hashed_email": {{"value": "{}"}}, "raw_email": "a@b.c"}}"#, &HEX_A[..63]), "a@b.c", &["sha256_hashed_email.value"]),
-        (r#"{"normalized_email": "nope", "raw_email": "a@b.c"}"#, "a@b.c", &["normalized_email"]),
-        (r#"{"normalized_email": 42, "raw_email": "a@b.c"}"#, "a@b.c", &["normalized_email"]),
+        (
+            &format!(
+                r#"{{"unique_id": {{"type": "sha256_email", "value": "abc"}}, "hashed_email": {{"type": "sha256_email", "value": "{HEX_B}"}}}}"#
+            ),
+            "hex:B",
+            &["unique_id.value"],
+        ),
+        (
+            &format!(
+                r#"{{"sha256_hashed_email": {{"value": "{}"}}, "raw_email": "a@b.c"}}"#,
+                &HEX_A[..63]
+            ),
+            "a@b.c",
+            &["sha256_hashed_email.value"],
+        ),
+        (
+            r#"{"normalized_email": "nope", "raw_email": "a@b.c"}"#,
+            "a@b.c",
+            &["normalized_email"],
+        ),
+        (
+            r#"{"normalized_email": 42, "raw_email": "a@b.c"}"#,
+            "a@b.c",
+            &["normalized_email"],
+        ),
         // a lower-precedence invalid source is still counted
-        (&format!(r#"{{"sha256_hashed_email": {{"value": "{HEX_C}"}}, "raw_email": "@nope"}}"#), "hex:C", &["raw_email"]),
+        (
+            &format!(r#"{{"sha256_hashed_email": {{"value": "{HEX_C}"}}, "raw_email": "@nope"}}"#),
+            "hex:C",
+            &["raw_email"],
+        ),
         // other hash types are ignored (not counted), like the original
-        (r#"{"hashed_email": {"type": "sha1_email", "value": "32c281951528fda472cc53ea2c5c81b9d50f184e"}}"#, "", &[]),
-        (r#"{"unique_id": {"type": "sha1_email", "value": "32c281951528fda472cc53ea2c5c81b9d50f184e"}}"#, "", &[]),
-        (r#"{"sha256_hashed_email": {"value": "32c281951528fda472cc53ea2c5c81b9d50f184e"}}"#, "", &["sha256_hashed_email.value"]),
+        (
+            r#"{"hashed_email": {"type": "sha1_email", "value": "32c281951528fda472cc53ea2c5c81b9d50f184e"}}"#,
+            "",
+            &[],
+        ),
+        (
+            r#"{"unique_id": {"type": "sha1_email", "value": "32c281951528fda472cc53ea2c5c81b9d50f184e"}}"#,
+            "",
+            &[],
+        ),
+        (
+            r#"{"sha256_hashed_email": {"value": "32c281951528fda472cc53ea2c5c81b9d50f184e"}}"#,
+            "",
+            &["sha256_hashed_email.value"],
+        ),
         // wrong types
-        (r#"{"sha256_hashed_email": "abc"}"#, "", &["sha256_hashed_email"]),
+        (
+            r#"{"sha256_hashed_email": "abc"}"#,
+            "",
+            &["sha256_hashed_email"],
+        ),
         (r#"{"raw_email": ["a@b.c"]}"#, "", &["raw_email"]),
         (r#"{"raw_email": {"value": true}}"#, "", &["raw_email"]),
         (r#"{"raw_email": {"other": "a@b.c"}}"#, "", &[]),
         (r#"{"raw_email": null}"#, "", &[]),
         (r#"{"raw_email": "   "}"#, "", &[]),
-        (r#"{"hashed_email": {"type": 1, "value": "x"}}"#, "", &["hashed_email.type"]),
+        (
+            r#"{"hashed_email": {"type": 1, "value": "x"}}"#,
+            "",
+            &["hashed_email.type"],
+        ),
     ];
     for (record, want, rejected) in table {
         let want: Vec<(K, String)> = match *want {
@@ -158,33 +269,73 @@ fn phone_sources() {
     let hex = HEX_A.to_uppercase();
     let p = parse(
         RecordFormat::Dataset,
-        &format!(r#"{{"sha256_hashed_phone_number": {{"value": "{hex}"}}, "e164_phone_number": "+14155550123"}}"#),
+        &format!(
+            r#"{{"sha256_hashed_phone_number": {{"value": "{hex}"}}, "e164_phone_number": "+14155550123"}}"#
+        ),
     );
     assert_eq!(p.member.get(K::PHONE), Some(HEX_A));
-    check(r#"{"e164_phone_number": "+33612345678", "telephone_number": "555"}"#, &[(K::PHONE, "33612345678")], &["telephone_number"]);
-    check(r#"{"e164_phone_number": "123", "telephone_number": {"value": "0044 20 7946 0958"}}"#, &[(K::PHONE, "442079460958")], &["e164_phone_number"]);
-    check(r#"{"telephone_number": 14155550123}"#, &[], &["telephone_number"]);
-    check(r#"{"telephone_number": "1234567890123456"}"#, &[], &["telephone_number"]);
-    check(r#"{"sha256_hashed_phone_number": {"value": "123"}}"#, &[], &["sha256_hashed_phone_number.value"]);
+    check(
+        r#"{"e164_phone_number": "+33612345678", "telephone_number": "555"}"#,
+        &[(K::PHONE, "33612345678")],
+        &["telephone_number"],
+    );
+    check(
+        r#"{"e164_phone_number": "123", "telephone_number": {"value": "0044 20 7946 0958"}}"#,
+        &[(K::PHONE, "442079460958")],
+        &["e164_phone_number"],
+    );
+    check(
+        r#"{"telephone_number": 14155550123}"#,
+        &[],
+        &["telephone_number"],
+    );
+    check(
+        r#"{"telephone_number": "1234567890123456"}"#,
+        &[],
+        &["telephone_number"],
+    );
+    check(
+        r#"{"sha256_hashed_phone_number": {"value": "123"}}"#,
+        &[],
+        &["sha256_hashed_phone_number.value"],
+    );
     check(r#"{"telephone_number": "n/a"}"#, &[], &[]);
 }
-
 
 #[test]
 fn madid_sources() {
     let u = |t: &str, v: &str| format!(r#"{{"unique_id": {{"type": {t}, "value": "{v}"}}}}"#);
-    check(&u(r#""adid""#, " 966A15B1-6505-4cb7-ba30-3342c5019112 "), &[(K::MADID, "966a15b1-6505-4cb7-ba30-3342c5019112")], &[]);
+    check(
+        &u(r#""adid""#, " 966A15B1-6505-4cb7-ba30-3342c5019112 "),
+        &[(K::MADID, "966a15b1-6505-4cb7-ba30-3342c5019112")],
+        &[],
+    );
     check(&u(r#""idfa""#, "X-1"), &[(K::MADID, "x-1")], &[]);
     check(&u("null", "X-2"), &[(K::MADID, "x-2")], &[]);
-    check(r#"{"unique_id": {"value": "X-3"}}"#, &[(K::MADID, "x-3")], &[]);
+    check(
+        r#"{"unique_id": {"value": "X-3"}}"#,
+        &[(K::MADID, "x-3")],
+        &[],
+    );
     // other types: neither EMAIL nor MADID
     check_empty(&u(r#""ttd_id""#, "4c817c83-61e6-45c1-83d6-17492e04ba97"));
-    check_empty(&u(r#""sha1_email""#, "32c281951528fda472cc53ea2c5c81b9d50f184e"));
+    check_empty(&u(
+        r#""sha1_email""#,
+        "32c281951528fda472cc53ea2c5c81b9d50f184e",
+    ));
     check(&u("7", "x"), &[], &["unique_id.type"]);
     check(r#"{"unique_id": "abc"}"#, &[], &["unique_id"]);
     check(r#"{"unique_id": {"value": 12}}"#, &[], &["unique_id.value"]);
-    check(r#"{"mobile_id_unique_identifier": {"value": "M"}}"#, &[(K::MADID, "m")], &[]);
-    check(r#"{"android_advertising_id": {"value": "A"}}"#, &[(K::MADID, "a")], &[]);
+    check(
+        r#"{"mobile_id_unique_identifier": {"value": "M"}}"#,
+        &[(K::MADID, "m")],
+        &[],
+    );
+    check(
+        r#"{"android_advertising_id": {"value": "A"}}"#,
+        &[(K::MADID, "a")],
+        &[],
+    );
     // precedence unique_id > mobile_id > android > apple, falling through empty values
     check(
         r#"{"apple_idfa": {"value": "I"}, "android_advertising_id": {"value": "A"}, "mobile_id_unique_identifier": {"value": "M"}, "unique_id": {"type": "adid", "value": "U"}}"#,
@@ -196,7 +347,11 @@ fn madid_sources() {
         &[(K::MADID, "a")],
         &[],
     );
-    check(r#"{"apple_idfa": {"value": "I"}, "android_advertising_id": {"value": 5}}"#, &[(K::MADID, "i")], &["android_advertising_id.value"]);
+    check(
+        r#"{"apple_idfa": {"value": "I"}, "android_advertising_id": {"value": 5}}"#,
+        &[(K::MADID, "i")],
+        &["android_advertising_id.value"],
+    );
     check(r#"{"apple_idfa": "I"}"#, &[], &["apple_idfa"]);
 }
 
@@ -218,30 +373,64 @@ fn names() {
         &[(K::FN, "émile"), (K::FI, "é")],
         &[],
     );
-    check(r#"{"person_name": {"given_name": "\u00c9MILE"}}"#, &[(K::FN, "émile"), (K::FI, "é")], &[]);
+    check(
+        r#"{"person_name": {"given_name": "\u00c9MILE"}}"#,
+        &[(K::FN, "émile"), (K::FI, "é")],
+        &[],
+    );
     // full_name alone yields nothing
     check_empty(r#"{"person_name": {"full_name": "Alice Bowers"}}"#);
     // empty after normalization: absent, not rejected
     check_empty(r#"{"person_name": {"given_name": "123", "family_name": "--"}}"#);
-    check(r#"{"person_name": {"given_name": 5, "family_name": "Smith"}}"#, &[(K::LN, "smith")], &["person_name.given_name"]);
+    check(
+        r#"{"person_name": {"given_name": 5, "family_name": "Smith"}}"#,
+        &[(K::LN, "smith")],
+        &["person_name.given_name"],
+    );
     check(r#"{"person_name": ["John"]}"#, &[], &["person_name"]);
     check_empty(r#"{"person_name": null}"#);
     // FN + LN is matchable, FN alone is not
-    let both = parse(RecordFormat::Dataset, r#"{"person_name": {"given_name": "a", "family_name": "b"}}"#);
+    let both = parse(
+        RecordFormat::Dataset,
+        r#"{"person_name": {"given_name": "a", "family_name": "b"}}"#,
+    );
     assert!(both.member.is_matchable());
-    let first = parse(RecordFormat::Dataset, r#"{"person_name": {"given_name": "a"}}"#);
+    let first = parse(
+        RecordFormat::Dataset,
+        r#"{"person_name": {"given_name": "a"}}"#,
+    );
     assert!(!first.member.is_matchable());
 }
 
 #[test]
 fn gender_country_address() {
-    check(r#"{"hl7_gender": {"gender": " MALE "}}"#, &[(K::GEN, "m")], &[]);
+    check(
+        r#"{"hl7_gender": {"gender": " MALE "}}"#,
+        &[(K::GEN, "m")],
+        &[],
+    );
     check(r#"{"hl7_gender": {"gender": "f"}}"#, &[(K::GEN, "f")], &[]);
-    check(r#"{"hl7_gender": {"gender": "unknown"}}"#, &[], &["hl7_gender.gender"]);
+    check(
+        r#"{"hl7_gender": {"gender": "unknown"}}"#,
+        &[],
+        &["hl7_gender.gender"],
+    );
     check(r#"{"hl7_gender": "male"}"#, &[], &["hl7_gender"]);
-    check(r#"{"iso_3166_1_country": " us "}"#, &[(K::COUNTRY, "us")], &[]);
-    check(r#"{"iso_3166_1_country": "USA"}"#, &[], &["iso_3166_1_country"]);
-    check(r#"{"iso_3166_1_country": {"value": "US"}}"#, &[], &["iso_3166_1_country"]);
+    check(
+        r#"{"iso_3166_1_country": " us "}"#,
+        &[(K::COUNTRY, "us")],
+        &[],
+    );
+    check(
+        r#"{"iso_3166_1_country": "USA"}"#,
+        &[],
+        &["iso_3166_1_country"],
+    );
+    check(
+        r#"{"iso_3166_1_country": {"value": "US"}}"#,
+        &[],
+        &["iso_3166_1_country"],
+    );
     check(
         r#"{"postal_address": {"address_locality": "San Francisco", "address_region": "California", "postal_code": "94107-1234"}}"#,
         &[(K::CT, "sanfrancisco"), (K::ST, "ca"), (K::ZIP, "94107")],
@@ -254,32 +443,103 @@ fn gender_country_address() {
     );
     check(
         r#"{"postal_address": {"address_locality": "London", "address_region": "Greater London", "postal_code": "SW1A 1AA"}}"#,
-        &[(K::CT, "london"), (K::ST, "greaterlondon"), (K::ZIP, "sw1a1aa")],
+        &[
+            (K::CT, "london"),
+            (K::ST, "greaterlondon"),
+            (K::ZIP, "sw1a1aa"),
+        ],
         &[],
     );
-    check(r#"{"postal_address": {"address_region": "new york", "postal_code": "100011234"}}"#, &[(K::ST, "ny"), (K::ZIP, "10001")], &[]);
-    check(r#"{"postal_address": {"postal_code": 94107}}"#, &[], &["postal_address.postal_code"]);
-    check(r#"{"postal_address": "1 Main St"}"#, &[], &["postal_address"]);
+    check(
+        r#"{"postal_address": {"address_region": "new york", "postal_code": "100011234"}}"#,
+        &[(K::ST, "ny"), (K::ZIP, "10001")],
+        &[],
+    );
+    check(
+        r#"{"postal_address": {"postal_code": 94107}}"#,
+        &[],
+        &["postal_address.postal_code"],
+    );
+    check(
+        r#"{"postal_address": "1 Main St"}"#,
+        &[],
+        &["postal_address"],
+    );
 }
 
 #[test]
 fn birth_dates_and_years() {
-    let full = |y: &str, m: &str, d: &str| vec![(K::DOBY, y.to_string()), (K::DOBM, m.to_string()), (K::DOBD, d.to_string())];
-    let table: Vec<(&str, Vec<(K, String)>, &[&str])> = vec![
-        (r#"{"birthdate": "1980-03-10"}"#, full("1980", "03", "10"), &[]),
-        (r#"{"birthdate": "1980-03-10T23:30:00-02:00"}"#, full("1980", "03", "11"), &[]),
-        (r#"{"birthdate": "1900-01-01T00:00:00Z"}"#, full("1900", "01", "01"), &[]),
-        (r#"{"birthdate": "2024-12-31"}"#, full("2024", "12", "31"), &[]),
+    let full = |y: &str, m: &str, d: &str| {
+        vec![
+            (K::DOBY, y.to_string()),
+            (K::DOBM, m.to_string()),
+            (K::DOBD, d.to_string()),
+        ]
+    };
+    type Case<'a> = (&'a str, Vec<(K, String)>, &'a [&'a str]);
+    let table: Vec<Case<'_>> = vec![
+        (
+            r#"{"birthdate": "1980-03-10"}"#,
+            full("1980", "03", "10"),
+            &[],
+        ),
+        (
+            r#"{"birthdate": "1980-03-10T23:30:00-02:00"}"#,
+            full("1980", "03", "11"),
+            &[],
+        ),
+        (
+            r#"{"birthdate": "1900-01-01T00:00:00Z"}"#,
+            full("1900", "01", "01"),
+            &[],
+        ),
+        (
+            r#"{"birthdate": "2024-12-31"}"#,
+            full("2024", "12", "31"),
+            &[],
+        ),
         // outside 1900..=current year: falls back to birth_year
-        (r#"{"birthdate": "1899-12-31", "birth_year": 1980}"#, vec![(K::DOBY, "1980".into())], &["birthdate"]),
-        (r#"{"birthdate": "2025-01-01", "birth_year": "1981"}"#, vec![(K::DOBY, "1981".into())], &["birthdate"]),
-        (r#"{"birthdate": "garbage", "birth_year": 1982}"#, vec![(K::DOBY, "1982".into())], &["birthdate"]),
-        (r#"{"birthdate": 19800310, "birth_year": 1983}"#, vec![(K::DOBY, "1983".into())], &["birthdate"]),
+        (
+            r#"{"birthdate": "1899-12-31", "birth_year": 1980}"#,
+            vec![(K::DOBY, "1980".into())],
+            &["birthdate"],
+        ),
+        (
+            r#"{"birthdate": "2025-01-01", "birth_year": "1981"}"#,
+            vec![(K::DOBY, "1981".into())],
+            &["birthdate"],
+        ),
+        (
+            r#"{"birthdate": "garbage", "birth_year": 1982}"#,
+            vec![(K::DOBY, "1982".into())],
+            &["birthdate"],
+        ),
+        (
+            r#"{"birthdate": 19800310, "birth_year": 1983}"#,
+            vec![(K::DOBY, "1983".into())],
+            &["birthdate"],
+        ),
         // birthdate wins over birth_year; a bad birth_year is still counted
-        (r#"{"birthdate": "1980-03-10", "birth_year": 1999}"#, full("1980", "03", "10"), &[]),
-        (r#"{"birthdate": "1980-03-10", "birth_year": 1800}"#, full("1980", "03", "10"), &["birth_year"]),
-        (r#"{"birth_year": 1900}"#, vec![(K::DOBY, "1900".into())], &[]),
-        (r#"{"birth_year": 2024}"#, vec![(K::DOBY, "2024".into())], &[]),
+        (
+            r#"{"birthdate": "1980-03-10", "birth_year": 1999}"#,
+            full("1980", "03", "10"),
+            &[],
+        ),
+        (
+            r#"{"birthdate": "1980-03-10", "birth_year": 1800}"#,
+            full("1980", "03", "10"),
+            &["birth_year"],
+        ),
+        (
+            r#"{"birth_year": 1900}"#,
+            vec![(K::DOBY, "1900".into())],
+            &[],
+        ),
+        (
+            r#"{"birth_year": 2024}"#,
+            vec![(K::DOBY, "2024".into())],
+            &[],
+        ),
         (r#"{"birth_year": 2025}"#, vec![], &["birth_year"]),
         (r#"{"birth_year": 1899}"#, vec![], &["birth_year"]),
         (r#"{"birth_year": -1980}"#, vec![], &["birth_year"]),
@@ -288,11 +548,19 @@ fn birth_dates_and_years() {
         (r#"{"birth_year": "19800"}"#, vec![], &["birth_year"]),
         (r#"{"birth_year": true}"#, vec![], &["birth_year"]),
         (r#"{"birth_year": null, "birthdate": null}"#, vec![], &[]),
-        (r#"{"birth_year": 99999999999999999999}"#, vec![], &["birth_year"]),
+        (
+            r#"{"birth_year": 99999999999999999999}"#,
+            vec![],
+            &["birth_year"],
+        ),
     ];
     for (record, want, rejected) in table {
         for line in [record.to_string(), format!(r#"{{"data":{record}}}"#)] {
-            let format = if line.starts_with(r#"{"data""#) { RecordFormat::Legacy } else { RecordFormat::Dataset };
+            let format = if line.starts_with(r#"{"data""#) {
+                RecordFormat::Legacy
+            } else {
+                RecordFormat::Dataset
+            };
             let parsed = parse(format, &line);
             let mut want: Vec<(K, String)> = want.iter().map(|(k, v)| (*k, h(v))).collect();
             want.sort();
@@ -302,44 +570,71 @@ fn birth_dates_and_years() {
         }
     }
     // the current year is injectable
-    let mut parser = RecordParser::new(RecordFormat::Dataset, ParserConfig::with_current_year(2030));
+    let mut parser =
+        RecordParser::new(RecordFormat::Dataset, ParserConfig::with_current_year(2030));
     let p = parser.parse_json(br#"{"birth_year": 2030}"#).unwrap();
     assert_eq!(p.member.get(K::DOBY), Some(h("2030").as_str()));
 }
 
 #[test]
 fn record_shapes_and_rejected_lines() {
-    let mut dataset = RecordParser::new(RecordFormat::Dataset, ParserConfig::with_current_year(YEAR));
+    let mut dataset =
+        RecordParser::new(RecordFormat::Dataset, ParserConfig::with_current_year(YEAR));
     let mut legacy = RecordParser::new(RecordFormat::Legacy, ParserConfig::with_current_year(YEAR));
-    for bad in ["", "null", "[]", "[{}]", "\"x\"", "42", "{", "{\"a\":1} x", "{\"a\":1}{}", "{'a':1}"] {
+    for bad in [
+        "",
+        "null",
+        "[]",
+        "[{}]",
+        "\"x\"",
+        "42",
+        "{",
+        "{\"a\":1} x",
+        "{\"a\":1}{}",
+        "{'a':1}",
+    ] {
         assert!(dataset.parse_json(bad.as_bytes()).is_err(), "{bad:?}");
         assert!(legacy.parse_json(bad.as_bytes()).is_err(), "{bad:?}");
     }
     assert!(dataset.parse_json(b"{\"raw_email\":\"\xff@b.c\"}").is_err());
     // deep nesting neither overflows the stack nor fails: it is valid JSON, skipped
     for attr in ["x", "raw_email", "person_name"] {
-        let deep = format!("{{\"{attr}\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        let deep = format!(
+            "{{\"{attr}\":{}{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
         let p = dataset.parse_json(deep.as_bytes()).unwrap();
         assert!(p.member.is_empty());
         let unclosed = format!("{{\"{attr}\":{}", "[".repeat(100_000));
         assert!(dataset.parse_json(unclosed.as_bytes()).is_err());
     }
     // legacy: attributes only under data; other keys ignored
-    let p = legacy.parse_json(br#"{"raw_email": "a@b.c", "id": 5}"#).unwrap();
+    let p = legacy
+        .parse_json(br#"{"raw_email": "a@b.c", "id": 5}"#)
+        .unwrap();
     assert!(p.member.is_empty() && p.rejected_fields.is_empty());
     let p = legacy.parse_json(br#"{"data": null}"#).unwrap();
     assert!(p.member.is_empty() && p.rejected_fields.is_empty());
     for bad_data in [r#""x""#, "[1]", "7", "true"] {
-        let p = legacy.parse_json(format!(r#"{{"data": {bad_data}}}"#).as_bytes()).unwrap();
+        let p = legacy
+            .parse_json(format!(r#"{{"data": {bad_data}}}"#).as_bytes())
+            .unwrap();
         assert!(p.member.is_empty());
-        assert_eq!(p.rejected_fields.iter().collect::<Vec<_>>(), [Field::Data], "{bad_data}");
+        assert_eq!(
+            p.rejected_fields.iter().collect::<Vec<_>>(),
+            [Field::Data],
+            "{bad_data}"
+        );
     }
     let p = legacy
         .parse_json(br#"{"meta": {"raw_email": "x@y.z"}, "data": {"raw_email": "a@b.c"}, "more": [1, {"a": null}]}"#)
         .unwrap();
     assert_eq!(p.member.get(K::EMAIL), Some(h("a@b.c").as_str()));
     // dataset: a `data` attribute is just an unknown attribute
-    let p = dataset.parse_json(br#"{"data": {"raw_email": "a@b.c"}}"#).unwrap();
+    let p = dataset
+        .parse_json(br#"{"data": {"raw_email": "a@b.c"}}"#)
+        .unwrap();
     assert!(p.member.is_empty() && p.rejected_fields.is_empty());
     // escapes in keys and values
     let p = dataset
@@ -347,7 +642,9 @@ fn record_shapes_and_rejected_lines() {
         .unwrap();
     assert_eq!(p.member.get(K::EMAIL), Some(h("jane@example.org").as_str()));
     // duplicate keys: the last wins
-    let p = dataset.parse_json(br#"{"raw_email": "a@b.c", "raw_email": "d@e.f"}"#).unwrap();
+    let p = dataset
+        .parse_json(br#"{"raw_email": "a@b.c", "raw_email": "d@e.f"}"#)
+        .unwrap();
     assert_eq!(p.member.get(K::EMAIL), Some(h("d@e.f").as_str()));
 }
 
@@ -357,11 +654,21 @@ fn matchable_rule() {
         (r#"{"raw_email": "a@b.c"}"#, true),
         (r#"{"telephone_number": "14155550123"}"#, true),
         (r#"{"apple_idfa": {"value": "x"}}"#, true),
-        (r#"{"person_name": {"given_name": "a", "family_name": "b"}}"#, true),
-        (r#"{"person_name": {"family_name": "b"}, "iso_3166_1_country": "us", "birth_year": 1980, "hl7_gender": {"gender": "m"}, "postal_address": {"postal_code": "94107", "address_locality": "sf", "address_region": "ca"}}"#, false),
+        (
+            r#"{"person_name": {"given_name": "a", "family_name": "b"}}"#,
+            true,
+        ),
+        (
+            r#"{"person_name": {"family_name": "b"}, "iso_3166_1_country": "us", "birth_year": 1980, "hl7_gender": {"gender": "m"}, "postal_address": {"postal_code": "94107", "address_locality": "sf", "address_region": "ca"}}"#,
+            false,
+        ),
         (r#"{}"#, false),
     ] {
-        assert_eq!(parse(RecordFormat::Dataset, record).member.is_matchable(), matchable, "{record}");
+        assert_eq!(
+            parse(RecordFormat::Dataset, record).member.is_matchable(),
+            matchable,
+            "{record}"
+        );
     }
 }
 
@@ -398,7 +705,10 @@ mod original_audience_parser_spec {
         );
         assert_eq!(
             legacy(r#"{"data": {"birth_year": 1999}}"#),
-            member(&[(K::DOBY, "ce8457d59078a699acb70416f88155a96a906b7b7aad43708402e3a3bcc8a4b4")])
+            member(&[(
+                K::DOBY,
+                "ce8457d59078a699acb70416f88155a96a906b7b7aad43708402e3a3bcc8a4b4"
+            )])
         );
         assert_eq!(legacy(r#"{"data": {"foobar": 1999}}"#), member(&[]));
     }
@@ -407,7 +717,10 @@ mod original_audience_parser_spec {
     fn parse_country() {
         assert_eq!(
             legacy(r#"{"data": {"iso_3166_1_country": "CA"}}"#),
-            member(&[(K::COUNTRY, "6959097001d10501ac7d54c0bdb8db61420f658f2922cc26e46d536119a31126")])
+            member(&[(
+                K::COUNTRY,
+                "6959097001d10501ac7d54c0bdb8db61420f658f2922cc26e46d536119a31126"
+            )])
         );
         assert_eq!(legacy(r#"{"data": {"foo": "bar"}}"#).get(K::COUNTRY), None);
     }
@@ -416,11 +729,17 @@ mod original_audience_parser_spec {
     fn parse_gender() {
         assert_eq!(
             legacy(r#"{"data": {"hl7_gender": {"gender": "female"}}}"#),
-            member(&[(K::GEN, "252f10c83610ebca1a059c0bae8255eba2f95be4d1d7bcfa89d7248a82d9f111")])
+            member(&[(
+                K::GEN,
+                "252f10c83610ebca1a059c0bae8255eba2f95be4d1d7bcfa89d7248a82d9f111"
+            )])
         );
         assert_eq!(
             legacy(r#"{"data": {"hl7_gender": {"gender": "male"}}}"#),
-            member(&[(K::GEN, "62c66a7a5dd70c3146618063c344e531e6d4b59e379808443ce962b3abd63c5a")])
+            member(&[(
+                K::GEN,
+                "62c66a7a5dd70c3146618063c344e531e6d4b59e379808443ce962b3abd63c5a"
+            )])
         );
         assert_eq!(legacy(r#"{"data": {"foo": "bar"}}"#).get(K::GEN), None);
     }
@@ -430,15 +749,25 @@ mod original_audience_parser_spec {
         let ok = member(&[(K::EMAIL, HEX_A)]);
         for attr in ["unique_id", "hashed_email"] {
             assert_eq!(
-                legacy(&format!(r#"{{"data": {{"{attr}": {{"type": "sha256_email", "value": "{HEX_A}"}}}}}}"#)),
+                legacy(&format!(
+                    r#"{{"data": {{"{attr}": {{"type": "sha256_email", "value": "{HEX_A}"}}}}}}"#
+                )),
                 ok
             );
             assert_eq!(
-                legacy(&format!(r#"{{"data": {{"{attr}": {{"type": "sha1_email", "value": "{SHA1}"}}}}}}"#)).get(K::EMAIL),
+                legacy(&format!(
+                    r#"{{"data": {{"{attr}": {{"type": "sha1_email", "value": "{SHA1}"}}}}}}"#
+                ))
+                .get(K::EMAIL),
                 None
             );
         }
-        assert_eq!(legacy(&format!(r#"{{"data": {{"sha256_hashed_email": {{"value": "{HEX_A}"}}}}}}"#)), ok);
+        assert_eq!(
+            legacy(&format!(
+                r#"{{"data": {{"sha256_hashed_email": {{"value": "{HEX_A}"}}}}}}"#
+            )),
+            ok
+        );
     }
 
     #[test]
@@ -447,16 +776,32 @@ mod original_audience_parser_spec {
         let ui = |t: &str, v: &str| format!(r#""unique_id": {{"type": "{t}", "value": "{v}"}}"#);
         let sha = |v: &str| format!(r#""sha256_hashed_email": {{"value": "{v}"}}"#);
         let rec = |a: String, b: String| format!(r#"{{"data": {{{a}, {b}}}}}"#);
-        assert_eq!(legacy(&rec(he("sha256_email", HEX_B), ui("sha256_email", HEX_A))), member(&[(K::EMAIL, HEX_A)]));
-        assert_eq!(legacy(&rec(he("sha256_email", HEX_B), ui("sha1_email", SHA1))), member(&[(K::EMAIL, HEX_B)]));
-        assert_eq!(legacy(&rec(he("sha256_email", HEX_B), sha(HEX_C))), member(&[(K::EMAIL, HEX_B)]));
-        assert_eq!(legacy(&rec(he("sha1_email", SHA1), sha(HEX_C))), member(&[(K::EMAIL, HEX_C)]));
+        assert_eq!(
+            legacy(&rec(he("sha256_email", HEX_B), ui("sha256_email", HEX_A))),
+            member(&[(K::EMAIL, HEX_A)])
+        );
+        assert_eq!(
+            legacy(&rec(he("sha256_email", HEX_B), ui("sha1_email", SHA1))),
+            member(&[(K::EMAIL, HEX_B)])
+        );
+        assert_eq!(
+            legacy(&rec(he("sha256_email", HEX_B), sha(HEX_C))),
+            member(&[(K::EMAIL, HEX_B)])
+        );
+        assert_eq!(
+            legacy(&rec(he("sha1_email", SHA1), sha(HEX_C))),
+            member(&[(K::EMAIL, HEX_C)])
+        );
     }
 
     #[test]
     fn parse_maid_from_each_source() {
         let id = "98c4a93c-0101-4898-90b4-9a15c97150cd";
-        for attr in ["android_advertising_id", "apple_idfa", "mobile_id_unique_identifier"] {
+        for attr in [
+            "android_advertising_id",
+            "apple_idfa",
+            "mobile_id_unique_identifier",
+        ] {
             assert_eq!(
                 legacy(&format!(r#"{{"data": {{"{attr}": {{"value": "{id}"}}}}}}"#)),
                 member(&[(K::MADID, id)])
@@ -464,19 +809,29 @@ mod original_audience_parser_spec {
         }
         assert_eq!(legacy(r#"{"data": {"foo": "bar"}}"#).get(K::MADID), None);
         for (t, v) in [
-            (r#""type": "adid", "#, "966a15b1-6505-4cb7-ba30-3342c5019112"),
-            (r#""type": "idfa", "#, "4c817c83-61e6-45c1-83d6-17492e04ba97"),
+            (
+                r#""type": "adid", "#,
+                "966a15b1-6505-4cb7-ba30-3342c5019112",
+            ),
+            (
+                r#""type": "idfa", "#,
+                "4c817c83-61e6-45c1-83d6-17492e04ba97",
+            ),
             ("", id),
         ] {
             assert_eq!(
-                legacy(&format!(r#"{{"data": {{"unique_id": {{{t}"value": "{v}"}}}}}}"#)),
+                legacy(&format!(
+                    r#"{{"data": {{"unique_id": {{{t}"value": "{v}"}}}}}}"#
+                )),
                 member(&[(K::MADID, v)])
             );
         }
         // The original only asserted that a `ttd_id` gives no EMAIL; the spec also says no
         // MADID, so the whole member is empty.
         assert_eq!(
-            legacy(r#"{"data": {"unique_id": {"type": "ttd_id", "value": "4c817c83-61e6-45c1-83d6-17492e04ba97"}}}"#),
+            legacy(
+                r#"{"data": {"unique_id": {"type": "ttd_id", "value": "4c817c83-61e6-45c1-83d6-17492e04ba97"}}}"#
+            ),
             member(&[])
         );
     }
@@ -486,15 +841,21 @@ mod original_audience_parser_spec {
         let idfa = r#""apple_idfa": {"value": "98c4a93c-0101-4898-90b4-9a15c97150cd"}"#;
         let other = "efd1fd36-1827-41a5-8183-b6230a77613f";
         assert_eq!(
-            legacy(&format!(r#"{{"data": {{{idfa}, "unique_id": {{"type": "adid", "value": "{other}"}}}}}}"#)),
+            legacy(&format!(
+                r#"{{"data": {{{idfa}, "unique_id": {{"type": "adid", "value": "{other}"}}}}}}"#
+            )),
             member(&[(K::MADID, other)])
         );
         assert_eq!(
-            legacy(&format!(r#"{{"data": {{{idfa}, "unique_id": {{"type": "sha1_email", "value": "{SHA1}"}}}}}}"#)),
+            legacy(&format!(
+                r#"{{"data": {{{idfa}, "unique_id": {{"type": "sha1_email", "value": "{SHA1}"}}}}}}"#
+            )),
             member(&[(K::MADID, "98c4a93c-0101-4898-90b4-9a15c97150cd")])
         );
         assert_eq!(
-            legacy(&format!(r#"{{"data": {{{idfa}, "mobile_id_unique_identifier": {{"value": "{other}"}}}}}}"#)),
+            legacy(&format!(
+                r#"{{"data": {{{idfa}, "mobile_id_unique_identifier": {{"value": "{other}"}}}}}}"#
+            )),
             member(&[(K::MADID, other)])
         );
     }
@@ -503,18 +864,27 @@ mod original_audience_parser_spec {
     fn parse_name() {
         let full = r#""full_name": "Alice Bowers""#;
         assert_eq!(
-            legacy(&format!(r#"{{"data": {{"person_name": {{"family_name": "Bowers", {full}, "given_name": "Alice"}}}}}}"#)),
+            legacy(&format!(
+                r#"{{"data": {{"person_name": {{"family_name": "Bowers", {full}, "given_name": "Alice"}}}}}}"#
+            )),
             member(&[(K::FN, ALICE), (K::FI, A), (K::LN, BOWERS)])
         );
         assert_eq!(
-            legacy(&format!(r#"{{"data": {{"person_name": {{{full}, "given_name": "Alice"}}}}}}"#)),
+            legacy(&format!(
+                r#"{{"data": {{"person_name": {{{full}, "given_name": "Alice"}}}}}}"#
+            )),
             member(&[(K::FN, ALICE), (K::FI, A)])
         );
         assert_eq!(
-            legacy(&format!(r#"{{"data": {{"person_name": {{"family_name": "Bowers", {full}}}}}}}"#)),
+            legacy(&format!(
+                r#"{{"data": {{"person_name": {{"family_name": "Bowers", {full}}}}}}}"#
+            )),
             member(&[(K::LN, BOWERS)])
         );
-        assert_eq!(legacy(&format!(r#"{{"data": {{"person_name": {{{full}}}}}}}"#)), member(&[]));
+        assert_eq!(
+            legacy(&format!(r#"{{"data": {{"person_name": {{{full}}}}}}}"#)),
+            member(&[])
+        );
     }
 
     #[test]
@@ -532,7 +902,10 @@ mod original_audience_parser_spec {
                 (K::DOBD, D10),
                 (K::DOBM, M03),
                 (K::DOBY, Y1980),
-                (K::COUNTRY, "79adb2a2fce5c6ba215fe5f27f532d4e7edbac4b6a5e09e1ef3a08084a904621"),
+                (
+                    K::COUNTRY,
+                    "79adb2a2fce5c6ba215fe5f27f532d4e7edbac4b6a5e09e1ef3a08084a904621"
+                ),
                 (K::EMAIL, HEX_A),
                 (K::FN, ALICE),
                 (K::FI, A),
@@ -546,17 +919,35 @@ mod original_audience_parser_spec {
     fn differences_from_the_original() {
         // The original lowercased names only; the spec keeps letters only, so punctuation,
         // digits and spaces go.
-        assert_eq!(legacy(r#"{"data": {"person_name": {"given_name": "Mary Ann"}}}"#).get(K::FN), Some(h("maryann").as_str()));
+        assert_eq!(
+            legacy(r#"{"data": {"person_name": {"given_name": "Mary Ann"}}}"#).get(K::FN),
+            Some(h("maryann").as_str())
+        );
         // The original matched gender exactly (`male`/`female`); the spec is case-insensitive
         // and takes `m`/`f`.
-        assert_eq!(legacy(r#"{"data": {"hl7_gender": {"gender": "M"}}}"#).get(K::GEN), Some(h("m").as_str()));
+        assert_eq!(
+            legacy(r#"{"data": {"hl7_gender": {"gender": "M"}}}"#).get(K::GEN),
+            Some(h("m").as_str())
+        );
         // The original sent any birth_year and any pre-hashed email as is; the spec checks
         // the year range and the 64-hex shape.
-        assert_eq!(legacy(r#"{"data": {"birth_year": 1850}}"#).get(K::DOBY), None);
-        assert_eq!(legacy(r#"{"data": {"sha256_hashed_email": {"value": "not-a-hash"}}}"#).get(K::EMAIL), None);
+        assert_eq!(
+            legacy(r#"{"data": {"birth_year": 1850}}"#).get(K::DOBY),
+            None
+        );
+        assert_eq!(
+            legacy(r#"{"data": {"sha256_hashed_email": {"value": "not-a-hash"}}}"#).get(K::EMAIL),
+            None
+        );
         // The original sent MADIDs as given; the spec lowercases them.
-        assert_eq!(legacy(r#"{"data": {"apple_idfa": {"value": "AB-CD"}}}"#).get(K::MADID), Some("ab-cd"));
+        assert_eq!(
+            legacy(r#"{"data": {"apple_idfa": {"value": "AB-CD"}}}"#).get(K::MADID),
+            Some("ab-cd")
+        );
         // The original read `iso_3166_1_country` of any length; the spec wants 2 letters.
-        assert_eq!(legacy(r#"{"data": {"iso_3166_1_country": "USA"}}"#).get(K::COUNTRY), None);
+        assert_eq!(
+            legacy(r#"{"data": {"iso_3166_1_country": "USA"}}"#).get(K::COUNTRY),
+            None
+        );
     }
 }

@@ -15,8 +15,8 @@ pub use marketplace::{
     StatusReporter,
 };
 pub use storage::{
-    CommandFilter, CommandStore, JobFilter, JobQueue, ProfileStore, RecordOutcome,
-    SettingsClaim, SettingsStore,
+    CommandFilter, CommandStore, JobFilter, JobQueue, ProfileStore, RecordOutcome, SettingsClaim,
+    SettingsStore,
 };
 
 #[cfg(any(test, feature = "testkit"))]

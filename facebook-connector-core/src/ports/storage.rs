@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 
 use crate::domain::{
     AdAccount, Audience, Checkpoint, ClaimedJob, Command, CompanyId, DeliveryCounters,
-    EncryptedToken, FacebookUser, Job, JobId, JobStatus, Lease, NewCommand, ProfileId,
-    QueueStats, RetryOutcome, Revision, Settings, SettingsId, StoredProfile, WorkerId,
+    EncryptedToken, FacebookUser, Job, JobId, JobStatus, Lease, NewCommand, ProfileId, QueueStats,
+    RetryOutcome, Revision, Settings, SettingsId, StoredProfile, WorkerId,
 };
 use crate::error::Result;
 

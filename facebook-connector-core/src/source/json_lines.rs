@@ -155,8 +155,12 @@ mod tests {
     use crate::member::MemberKey;
 
     fn read(input: &[u8], max: usize) -> (Vec<(u64, Option<String>)>, ParseStats) {
-        let mut src = JsonLinesSource::new(input, RecordFormat::Dataset, ParserConfig::with_current_year(2024))
-            .with_max_line_bytes(max);
+        let mut src = JsonLinesSource::new(
+            input,
+            RecordFormat::Dataset,
+            ParserConfig::with_current_year(2024),
+        )
+        .with_max_line_bytes(max);
         let out = src
             .by_ref()
             .map(|r| {

@@ -207,7 +207,9 @@ impl RecordReader {
     pub fn open(path: &Path, format: RecordFormat, config: ParserConfig) -> Result<Self, Error> {
         if is_parquet_path(path) {
             #[cfg(feature = "parquet")]
-            return Ok(RecordReader::Parquet(ParquetSource::open(path, format, config)?));
+            return Ok(RecordReader::Parquet(ParquetSource::open(
+                path, format, config,
+            )?));
             #[cfg(not(feature = "parquet"))]
             return Err(Error::Read {
                 what: format!("parquet file {}", path.display()),

@@ -17,8 +17,8 @@ use std::path::Path;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
     Date32Type, Date64Type, Int8Type, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type,
-    UInt16Type, UInt32Type, UInt64Type,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type,
+    UInt32Type, UInt64Type,
 };
 use arrow_array::{Array, PrimitiveArray, RecordBatch, StructArray};
 use arrow_schema::{DataType, TimeUnit};
@@ -298,19 +298,26 @@ enum Col<'b> {
 
 macro_rules! prim {
     ($col:expr, $variant:ident, $t:ty) => {
-        $col.as_primitive_opt::<$t>().map_or(Col::Other($col), Col::$variant)
+        $col.as_primitive_opt::<$t>()
+            .map_or(Col::Other($col), Col::$variant)
     };
 }
 
 impl<'b> Col<'b> {
     fn of(col: &'b dyn Array) -> Col<'b> {
         match col.data_type() {
-            DataType::Utf8 => col.as_string_opt::<i32>().map_or(Col::Other(col), Col::Utf8),
+            DataType::Utf8 => col
+                .as_string_opt::<i32>()
+                .map_or(Col::Other(col), Col::Utf8),
             DataType::LargeUtf8 => col
                 .as_string_opt::<i64>()
                 .map_or(Col::Other(col), Col::LargeUtf8),
-            DataType::Utf8View => col.as_string_view_opt().map_or(Col::Other(col), Col::Utf8View),
-            DataType::Binary => col.as_binary_opt::<i32>().map_or(Col::Other(col), Col::Binary),
+            DataType::Utf8View => col
+                .as_string_view_opt()
+                .map_or(Col::Other(col), Col::Utf8View),
+            DataType::Binary => col
+                .as_binary_opt::<i32>()
+                .map_or(Col::Other(col), Col::Binary),
             DataType::LargeBinary => col
                 .as_binary_opt::<i64>()
                 .map_or(Col::Other(col), Col::LargeBinary),
@@ -372,7 +379,8 @@ impl<'b> Col<'b> {
         if row >= self.array().len() || self.array().is_null(row) {
             return Leaf::Missing;
         }
-        let bytes = |b: &'b [u8]| std::str::from_utf8(b).map_or(Leaf::Wrong, |s| Leaf::Str(s.into()));
+        let bytes =
+            |b: &'b [u8]| std::str::from_utf8(b).map_or(Leaf::Wrong, |s| Leaf::Str(s.into()));
         match self {
             Col::Utf8(a) => Leaf::Str(a.value(row).into()),
             Col::LargeUtf8(a) => Leaf::Str(a.value(row).into()),
@@ -417,7 +425,9 @@ mod tests {
 
     #[test]
     fn dates_from_epoch_units() {
-        let d = |y, m: u8, day| Leaf::Date(Date::from_calendar_date(y, m.try_into().unwrap(), day).unwrap());
+        let d = |y, m: u8, day| {
+            Leaf::Date(Date::from_calendar_date(y, m.try_into().unwrap(), day).unwrap())
+        };
         assert_eq!(date_from_days(0), d(1970, 1, 1));
         assert_eq!(date_from_days(-1), d(1969, 12, 31));
         // 1975-07-04T00:00:00Z
