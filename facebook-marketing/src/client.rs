@@ -25,7 +25,7 @@ use url::Url;
 
 use crate::config::GraphConfig;
 use crate::error::{ApiError, ErrorClass, GraphError, GraphErrorBody};
-use crate::usage::{Limiter, parse_usage};
+use crate::usage::{Limiter, Scope, parse_usage};
 
 /// Fields asked for ad accounts.
 pub const AD_ACCOUNT_FIELDS: &str = "id,name,business,user_tos_accepted";
@@ -41,6 +41,8 @@ pub const MAX_IDS_PER_LOOKUP: usize = 50;
 pub const MAX_DESCRIPTION_CHARS: usize = 100;
 /// Pages followed at most (a guard against a paging loop).
 const MAX_PAGES: usize = 1_000;
+/// The shortest timeout of one attempt, even when the call's budget is almost spent.
+const MIN_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// `appsecret_proof`: hex HMAC-SHA256 of the access token keyed with the app secret.
 pub fn appsecret_proof(app_secret: &SecretString, access_token: &SecretString) -> String {
@@ -136,6 +138,7 @@ struct Inner {
     root: Url,
     app_token: SecretString,
     limiter: Limiter,
+    sessions: SessionTallies,
 }
 
 /// The Graph API client. Cheap to clone (one shared connection pool); `Debug` never shows
@@ -181,6 +184,9 @@ impl GraphClient {
             .tls_backend_preconfigured(tls_config()?)
             .connect_timeout(cfg.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
+            // The Graph API never redirects; following one could carry a token (in the query
+            // or in a re-sent form body) to another host.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("facebook-connector/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| GraphError::Setup {
@@ -190,7 +196,8 @@ impl GraphClient {
         Self::with_http_client(cfg, http)
     }
 
-    /// Builds the client around an existing reqwest client (shared connection pool).
+    /// Builds the client around an existing reqwest client (shared connection pool). The
+    /// given client should not follow redirects (see [`GraphClient::new`]).
     pub fn with_http_client(cfg: GraphConfig, http: reqwest::Client) -> Result<Self, GraphError> {
         if cfg.api_version.is_empty()
             || !cfg
@@ -224,6 +231,7 @@ impl GraphClient {
                 root,
                 app_token,
                 limiter,
+                sessions: SessionTallies::default(),
             }),
         })
     }
@@ -257,7 +265,12 @@ impl GraphClient {
 
     // ---------------------------------------------------------------- sending
 
-    async fn send_once(&self, call: &Call<'_>) -> Result<Vec<u8>, GraphError> {
+    async fn send_once(
+        &self,
+        call: &Call<'_>,
+        scope: Scope,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, GraphError> {
         let inner = &self.inner;
         let mut pairs: Vec<(&str, &str)> = call
             .params
@@ -290,7 +303,7 @@ impl GraphClient {
         let mut request = inner
             .http
             .request(call.method.clone(), call.url.clone())
-            .timeout(inner.cfg.timeout);
+            .timeout(timeout);
         request = if call.method == Method::GET {
             request.query(&pairs)
         } else {
@@ -299,7 +312,7 @@ impl GraphClient {
         let response = request.send().await.map_err(GraphError::transport)?;
         let status = response.status();
         let usage = parse_usage(response.headers());
-        inner.limiter.observe(&usage);
+        inner.limiter.observe(scope, &usage);
         let trace_header = response
             .headers()
             .get("x-fb-trace-id")
@@ -309,7 +322,7 @@ impl GraphClient {
         debug!(
             call = call.what,
             status = status.as_u16(),
-            usage_percent = usage.max_percent,
+            usage_percent = usage.max_percent(),
             "graph api answered"
         );
         if status.is_success() {
@@ -352,10 +365,12 @@ impl GraphClient {
     fn retry_wait(&self, err: &GraphError, class: ErrorClass, attempt: u32) -> Duration {
         let retry = &self.inner.cfg.retry;
         match class {
+            // a little jitter so that callers held back together do not return together
             ErrorClass::Throttled => err
                 .regain_access()
-                .unwrap_or_else(|| retry.throttle_backoff.max(self.backoff(attempt))),
-            ErrorClass::PolicyBlock => retry.policy_backoff,
+                .unwrap_or_else(|| retry.throttle_backoff.max(self.backoff(attempt)))
+                .mul_f64(rand::random_range(1.0..=1.1)),
+            ErrorClass::PolicyBlock => retry.policy_backoff.mul_f64(rand::random_range(1.0..=1.1)),
             _ => self.backoff(attempt),
         }
     }
@@ -363,11 +378,15 @@ impl GraphClient {
     /// Sends `call` with the limiter and the retry policy.
     async fn execute(&self, call: &Call<'_>) -> Result<Vec<u8>, GraphError> {
         let retry = &self.inner.cfg.retry;
+        let scope = match call.auth {
+            Auth::User(token) => self.inner.limiter.scope_of(token),
+            Auth::App | Auth::Anonymous => Scope::App,
+        };
         let start = Instant::now();
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let pause = self.inner.limiter.delay();
+            let pause = self.inner.limiter.delay(scope);
             if !pause.is_zero() {
                 if start.elapsed() + pause > retry.max_total {
                     warn!(
@@ -395,7 +414,10 @@ impl GraphClient {
                 );
                 tokio::time::sleep(pause).await;
             }
-            let err = match self.send_once(call).await {
+            // one attempt never runs past the call's total budget
+            let left = retry.max_total.saturating_sub(start.elapsed());
+            let timeout = self.inner.cfg.timeout.min(left.max(MIN_ATTEMPT_TIMEOUT));
+            let err = match self.send_once(call, scope, timeout).await {
                 Ok(body) => return Ok(body),
                 Err(err) => err,
             };
@@ -403,7 +425,12 @@ impl GraphClient {
             if class == ErrorClass::Throttled
                 && let Some(wait) = err.regain_access()
             {
-                self.inner.limiter.block_for(wait);
+                // app-level throttles (4, 341) hold back every call, the others this token's
+                let block_scope = match err.code() {
+                    Some(4 | 341) => Scope::App,
+                    _ => scope,
+                };
+                self.inner.limiter.block_for(block_scope, wait);
             }
             let retryable = match class {
                 ErrorClass::Throttled | ErrorClass::PolicyBlock => true,
@@ -451,10 +478,34 @@ impl GraphClient {
 
     async fn fetch<T: DeserializeOwned>(&self, call: &Call<'_>) -> Result<T, GraphError> {
         let body = self.execute(call).await?;
-        serde_json::from_slice(&body).map_err(|e| GraphError::Decode {
-            what: call.what,
-            source: Some(e),
+        serde_json::from_slice(&body).map_err(|e| {
+            // the parser's message can quote the response (paging links carry the token)
+            let text = e.to_string();
+            let quotes_secret = self
+                .call_secrets(call)
+                .iter()
+                .any(|s| s.len() >= 8 && text.contains(s));
+            GraphError::Decode {
+                what: call.what,
+                source: (!quotes_secret).then_some(e),
+            }
         })
+    }
+
+    /// Every secret a call carries.
+    fn call_secrets<'c>(&'c self, call: &'c Call<'_>) -> Vec<&'c str> {
+        let mut secrets: Vec<&str> = call
+            .secret_params
+            .iter()
+            .map(|(_, v)| v.expose_secret())
+            .collect();
+        secrets.push(self.inner.cfg.app_secret.expose_secret());
+        match call.auth {
+            Auth::User(token) => secrets.push(token.expose_secret()),
+            Auth::App => secrets.push(self.inner.app_token.expose_secret()),
+            Auth::Anonymous => {}
+        }
+        secrets
     }
 
     // ---------------------------------------------------------------- calls
@@ -734,6 +785,11 @@ impl GraphClient {
     /// `POST /{audience_id}/users` with `payload` and `session`. Safe to retry: Facebook
     /// counts a repeated `batch_seq` of a session once. An 803 (audience not propagated yet)
     /// is retried.
+    ///
+    /// The receipt holds **this batch's** numbers. Facebook reports `num_received` and
+    /// `num_invalid_entries` for the whole session so far (the `CustomAudienceSession` node
+    /// documents them as "entries received in the current session"); the client remembers
+    /// each session's running totals and returns the difference (see [`per_batch_receipt`]).
     pub async fn add_members(
         &self,
         token: &SecretString,
@@ -741,6 +797,18 @@ impl GraphClient {
         payload: &Payload,
         session: &UploadSession,
     ) -> Result<BatchReceipt, GraphError> {
+        if session.session_id == 0 || session.session_id > i64::MAX as u64 {
+            return Err(GraphError::Setup {
+                reason: "session_id must be a positive 64-bit integer".into(),
+                source: None,
+            });
+        }
+        if session.batch_seq == 0 {
+            return Err(GraphError::Setup {
+                reason: "batch_seq starts at 1".into(),
+                source: None,
+            });
+        }
         let mut call = Call::new(
             "add_members",
             Method::POST,
@@ -750,17 +818,30 @@ impl GraphClient {
         .param("payload", payload.as_json())
         .param("session", session_json(session));
         call.retry_unknown_alias = true;
-        let receipt: UploadResponse = self.fetch(&call).await?;
+        let response: UploadResponse = self.fetch(&call).await?;
+        let reported = Counts {
+            received: response.num_received,
+            invalid: response.num_invalid_entries,
+        };
+        let counts = self
+            .inner
+            .sessions
+            .record(audience, session, payload.len() as u64, reported);
         debug!(
             audience_id = %audience,
             session_id = session.session_id,
             batch_seq = session.batch_seq,
             rows = payload.len(),
-            num_received = receipt.num_received,
-            num_invalid = receipt.num_invalid_entries,
+            num_received = counts.received,
+            num_invalid = counts.invalid,
+            session_num_received = reported.received,
             "batch uploaded"
         );
-        Ok(receipt.into_receipt())
+        Ok(BatchReceipt {
+            num_received: counts.received,
+            num_invalid_entries: counts.invalid,
+            session_id: response.session_id,
+        })
     }
 
     /// `DELETE /{audience_id}/users` with `payload`.
@@ -853,6 +934,109 @@ impl GraphClient {
             .zip(results)
             .map(|(u, r)| (u, r.unwrap_or(Err(GraphError::Timeout))))
             .collect())
+    }
+}
+
+/// Received and invalid rows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Rows received.
+    pub received: u64,
+    /// Rows Facebook could not use.
+    pub invalid: u64,
+}
+
+/// This batch's numbers from what Facebook reported for an upload of `rows` rows.
+///
+/// `before` is the session's running total after the previous batch, when known (`Some(0, 0)`
+/// for the first batch). A report of more rows than the request carried can only be a session
+/// total, so the previous total is subtracted; a report of at most `rows` is already this
+/// request's (a first batch, or an API that counts per request). Without the previous total
+/// the batch is assumed fully received and the invalid count is capped at `rows` (an upper
+/// bound). Returns this batch's numbers and the session's running total after it.
+pub fn per_batch_receipt(rows: u64, before: Option<Counts>, reported: Counts) -> (Counts, Counts) {
+    if reported.received <= rows {
+        // a per-request figure
+        let total = before.map_or(reported, |b| Counts {
+            received: b.received.saturating_add(reported.received),
+            invalid: b.invalid.saturating_add(reported.invalid),
+        });
+        return (reported, total);
+    }
+    // a session total
+    let batch = match before {
+        Some(b) => Counts {
+            received: reported.received.saturating_sub(b.received).min(rows),
+            invalid: reported.invalid.saturating_sub(b.invalid).min(rows),
+        },
+        None => Counts {
+            received: rows,
+            invalid: reported.invalid.min(rows),
+        },
+    };
+    (batch, reported)
+}
+
+/// Sessions remembered at most by [`SessionTallies`].
+const MAX_TRACKED_SESSIONS: usize = 4_096;
+
+/// Running totals per upload session: for each batch, its own numbers and the session's total
+/// after it. A repeated batch gets the numbers it got the first time.
+#[derive(Default)]
+struct SessionTallies {
+    state: std::sync::Mutex<TallyState>,
+}
+
+#[derive(Default)]
+struct TallyState {
+    sessions: HashMap<(String, u64), std::collections::BTreeMap<u32, (Counts, Counts)>>,
+    order: std::collections::VecDeque<(String, u64)>,
+}
+
+impl SessionTallies {
+    fn record(
+        &self,
+        audience: &AudienceId,
+        session: &UploadSession,
+        rows: u64,
+        reported: Counts,
+    ) -> Counts {
+        let mut guard = match self.state.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let state = &mut *guard;
+        let key = (audience.as_str().to_owned(), session.session_id);
+        if !state.sessions.contains_key(&key) {
+            if state.order.len() >= MAX_TRACKED_SESSIONS
+                && let Some(old) = state.order.pop_front()
+            {
+                state.sessions.remove(&old);
+            }
+            state.order.push_back(key.clone());
+        }
+        let batches = state.sessions.entry(key).or_default();
+        if let Some((batch, _)) = batches.get(&session.batch_seq) {
+            return *batch;
+        }
+        let before = if session.batch_seq <= 1 {
+            Some(Counts::default())
+        } else {
+            batches
+                .get(&(session.batch_seq - 1))
+                .map(|(_, total)| *total)
+        };
+        if before.is_none() {
+            debug!(
+                audience_id = %audience,
+                session_id = session.session_id,
+                batch_seq = session.batch_seq,
+                "previous batch of the session unknown; per-batch counts estimated"
+            );
+        }
+        let (batch, total) = per_batch_receipt(rows, before, reported);
+        batches.insert(session.batch_seq, (batch, total));
+        batch
     }
 }
 

@@ -21,7 +21,9 @@
 //!   10,000 rows, hashed keys as 64 lowercase hex (or empty), MADID not hashed; rows with a bad
 //!   value count as `num_invalid_entries`;
 //! * sessions per ad account: `session_id` > 0, `batch_seq` ≥ 1, a repeated `batch_seq` is
-//!   answered again without storing its rows twice, the last batch closes the session;
+//!   answered again without storing its rows twice, the last batch closes the session; like
+//!   Facebook, an upload with a session answers `num_received` / `num_invalid_entries` as the
+//!   session's running totals (without a session: this request's numbers);
 //! * audiences: ≤ 500 per ad account, description ≤ 100 characters, the ad account must be the
 //!   user's, have a business and accepted Custom Audience terms.
 //!

@@ -710,7 +710,7 @@ fn upload(s: &mut State, audience_id: &str, params: &Params, add: bool) -> Resul
         rows: checked.rows,
         num_invalid_entries: num_invalid,
     };
-    let session_id = match session {
+    let (session_id, (num_received, num_invalid)) = match session {
         None => {
             let id = rand::random_range(1u64..i64::MAX as u64);
             let Some(audience) = s.audiences.get_mut(audience_id) else {
@@ -721,7 +721,7 @@ fn upload(s: &mut State, audience_id: &str, params: &Params, add: bool) -> Resul
             } else {
                 audience.removals.push(batch);
             }
-            id
+            (id, (num_received, num_invalid))
         }
         Some(p) => {
             let key = (account.clone(), p.session_id);
@@ -739,8 +739,9 @@ fn upload(s: &mut State, audience_id: &str, params: &Params, add: bool) -> Resul
                     "(#100) session_id is already used for another audience of this ad account",
                 ));
             }
-            if let Some(&(n, i)) = rec.receipts.get(&p.batch_seq) {
-                // a repeated batch: same answer, not counted again
+            if rec.receipts.contains_key(&p.batch_seq) {
+                // a repeated batch: not counted again; the answer carries the session's totals
+                let (n, i) = session_totals(rec);
                 return Ok(Reply::ok(json!({
                     "audience_id": audience_id,
                     "session_id": p.session_id.to_string(),
@@ -763,11 +764,13 @@ fn upload(s: &mut State, audience_id: &str, params: &Params, add: bool) -> Resul
             if p.estimated_num_total.is_some() {
                 rec.estimated_num_total = p.estimated_num_total;
             }
+            // like Facebook, a session upload reports the session's running totals
+            let totals = session_totals(rec);
             let Some(audience) = s.audiences.get_mut(audience_id) else {
                 return Err(missing_object(audience_id));
             };
             audience.batches.push(batch);
-            p.session_id
+            (p.session_id, totals)
         }
     };
     let samples: serde_json::Map<String, Value> = samples
@@ -781,6 +784,13 @@ fn upload(s: &mut State, audience_id: &str, params: &Params, add: bool) -> Resul
         "num_invalid_entries": num_invalid,
         "invalid_entry_samples": samples,
     })))
+}
+
+/// Rows received and invalid over a session so far.
+fn session_totals(rec: &SessionRec) -> (u64, u64) {
+    rec.receipts
+        .values()
+        .fold((0, 0), |(n, i), (bn, bi)| (n + bn, i + bi))
 }
 
 /// Revokes a user's permissions: `None` for an injected transient failure, else the
