@@ -124,10 +124,12 @@ impl TokenKeyring {
                 reason: "invalid key id: use 1-32 letters, digits, '_', '-' or '.'".into(),
             });
         }
-        let mut key = Key::<Aes256Gcm>::generate();
-        let entry = format!("{key_id}:{}", STANDARD.encode(key.as_slice()));
+        let mut key = Key::<Aes256Gcm>::try_generate().map_err(|_| StoreError::Cipher {
+            reason: "the system random number generator failed".into(),
+        })?;
+        let encoded = Zeroizing::new(STANDARD.encode(key.as_slice()));
         key.as_mut_slice().zeroize();
-        Ok(SecretString::from(entry))
+        Ok(SecretString::from(format!("{key_id}:{}", encoded.as_str())))
     }
 
     /// Id of the key new tokens are encrypted with.
@@ -152,7 +154,11 @@ impl TokenKeyring {
         let key = self.keys.first().ok_or_else(|| StoreError::InvalidKeys {
             reason: "no key configured".into(),
         })?;
-        let nonce = Nonce::generate();
+        // a fresh random 96-bit nonce per encryption; a failing system RNG is an error, never
+        // a panic nor a reused nonce
+        let nonce = Nonce::try_generate().map_err(|_| StoreError::Cipher {
+            reason: "the system random number generator failed".into(),
+        })?;
         let aad = profile_id.to_string();
         let sealed = key
             .cipher

@@ -141,10 +141,21 @@ impl StoreError {
                     .is_some()
                 {
                     // 40001 serialization_failure, 40P01 deadlock_detected, 08* connection
-                    // exceptions, 53300 too_many_connections, 57P01..57P03 shutdown/recovery
+                    // exceptions, 53300 too_many_connections, 55P03 lock_not_available (lock
+                    // timeout), 57014 query_canceled (statement timeout), 57P01..57P03
+                    // shutdown/recovery, 25006 read_only_sql_transaction (a standby answered
+                    // during a failover)
                     matches!(
                         code,
-                        "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03"
+                        "40001"
+                            | "40P01"
+                            | "53300"
+                            | "55P03"
+                            | "57014"
+                            | "57P01"
+                            | "57P02"
+                            | "57P03"
+                            | "25006"
                     ) || code.starts_with("08")
                 } else {
                     // SQLite: primary result codes SQLITE_BUSY (5) and SQLITE_LOCKED (6)

@@ -43,6 +43,7 @@ macro_rules! contract {
                 async fn $name() {
                     let db = crate::common::TestDb::postgres().await;
                     super::$name(&db).await;
+                    crate::common::assert_stats_match_rows(&db).await;
                 }
             )*
         }
@@ -52,6 +53,7 @@ macro_rules! contract {
                 async fn $name() {
                     let db = crate::common::TestDb::sqlite().await;
                     super::$name(&db).await;
+                    crate::common::assert_stats_match_rows(&db).await;
                 }
             )*
         }
@@ -77,6 +79,8 @@ contract!(
     concurrent_claimers_never_share_a_job,
     newer_schema_is_refused,
     claim_uses_the_claimable_index,
+    released_jobs_of_a_reauth_profile_wait_paused,
+    stats_read_no_finished_job,
 );
 
 async fn profiles_round_trip(db: &TestDb) {
@@ -1347,4 +1351,161 @@ async fn connection_errors_and_debug_never_show_the_password() {
     let db = TestDb::sqlite().await;
     let printed = format!("{:?}", db.store);
     assert!(printed.contains("Pool"), "{printed}");
+}
+
+async fn released_jobs_of_a_reauth_profile_wait_paused(db: &TestDb) {
+    let (profiles, commands, jobs) = (db.store.profiles(), db.store.commands(), db.store.jobs());
+    let p = profile(1, 7, at(0));
+    profiles.insert_profile(&p).await.unwrap();
+    commands
+        .record_event(Revision(1), Some(command(1, p.id, 2, 5)), at(0))
+        .await
+        .unwrap();
+    let a = jobs
+        .claim(&worker("w1"), LEASE, at(1))
+        .await
+        .unwrap()
+        .unwrap();
+    let b = jobs
+        .claim(&worker("w2"), LEASE, at(1))
+        .await
+        .unwrap()
+        .unwrap();
+    // both jobs are running: nothing to pause yet
+    assert_eq!(
+        profiles
+            .mark_needs_reauth(p.id, "error 190", at(2))
+            .await
+            .unwrap(),
+        0
+    );
+
+    // a transient failure releases the job: it waits paused (the attempt counts), instead of
+    // sitting queued where every claim would have to skip it
+    assert_eq!(
+        jobs.retry_at(&a.lease, at(30), "timeout", at(3))
+            .await
+            .unwrap(),
+        RetryOutcome::Scheduled
+    );
+    let job = jobs.get_job(a.job.id).await.unwrap().unwrap();
+    assert_eq!((job.status, job.attempts), (JobStatus::Paused, 1));
+
+    // an operator retry of a failed job of that profile also waits for re-authorisation
+    jobs.fail(&b.lease, "bad file", &DeliveryCounters::default(), at(4))
+        .await
+        .unwrap();
+    assert_eq!(
+        jobs.requeue(Revision(1), Some(b.job.id), at(5))
+            .await
+            .unwrap(),
+        1
+    );
+    let job = jobs.get_job(b.job.id).await.unwrap().unwrap();
+    assert_eq!((job.status, job.attempts), (JobStatus::Paused, 0));
+    let stats = jobs.stats().await.unwrap();
+    assert_eq!((stats.paused, stats.queued, stats.failed), (2, 0, 0));
+    assert!(
+        jobs.claim(&worker("w3"), LEASE, at(100))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let token = EncryptedToken("k1:fresh".into());
+    let user = FacebookUser {
+        id: FacebookUserId::new("556").unwrap(),
+        name: "Bob".into(),
+    };
+    assert_eq!(
+        profiles
+            .reauthorize(p.id, &token, None, &user, at(101))
+            .await
+            .unwrap(),
+        2
+    );
+    let mut claimed = HashSet::new();
+    while let Some(c) = jobs.claim(&worker("w3"), LEASE, at(102)).await.unwrap() {
+        claimed.insert(c.job.id);
+    }
+    assert_eq!(claimed, HashSet::from([a.job.id, b.job.id]));
+}
+
+async fn stats_read_no_finished_job(db: &TestDb) {
+    let commands = db.store.commands();
+    commands
+        .record_event(Revision(1), Some(command(1, profile_id(1), 3, 3)), t0())
+        .await
+        .unwrap();
+    // finished jobs inserted behind the store's back are counted too (the triggers see every
+    // write), and so are their removal and a change of state
+    let plan = if let Some(pg) = db.store.as_postgres() {
+        sqlx::query(
+            "INSERT INTO jobs (id, revision, position, profile_id, settings_id, file, status, \
+             attempts, max_attempts, run_at, due_at, lease_generation, counters, created_at, \
+             updated_at) SELECT gen_random_uuid(), 1, g + 10, j.profile_id, j.settings_id, \
+             j.file, CASE WHEN g % 10 = 0 THEN 'failed' ELSE 'delivered' END, 1, 3, j.run_at, \
+             j.due_at, 1, j.counters, j.created_at, j.updated_at \
+             FROM generate_series(1, 20000) g, (SELECT * FROM jobs LIMIT 1) j",
+        )
+        .execute(pg.pool())
+        .await
+        .unwrap();
+        sqlx::query("DELETE FROM jobs WHERE position IN (20, 21)")
+            .execute(pg.pool())
+            .await
+            .unwrap();
+        sqlx::query("UPDATE jobs SET status = 'delivered' WHERE position = 30")
+            .execute(pg.pool())
+            .await
+            .unwrap();
+        sqlx::query("ANALYZE jobs")
+            .execute(pg.pool())
+            .await
+            .unwrap();
+        pg.explain_stats().await.unwrap()
+    } else {
+        let lite = db.store.as_sqlite().unwrap();
+        sqlx::query(
+            "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 20000) \
+             INSERT INTO jobs (id, revision, position, profile_id, settings_id, file, status, \
+             attempts, max_attempts, run_at, due_at, lease_generation, counters, created_at, \
+             updated_at) SELECT randomblob(16), 1, g.n + 10, j.profile_id, j.settings_id, \
+             j.file, CASE WHEN g.n % 10 = 0 THEN 'failed' ELSE 'delivered' END, 1, 3, j.run_at, \
+             j.due_at, 1, j.counters, j.created_at, j.updated_at \
+             FROM g, (SELECT * FROM jobs LIMIT 1) j",
+        )
+        .execute(lite.pool())
+        .await
+        .unwrap();
+        sqlx::query("DELETE FROM jobs WHERE position IN (20, 21)")
+            .execute(lite.pool())
+            .await
+            .unwrap();
+        sqlx::query("UPDATE jobs SET status = 'delivered' WHERE position = 30")
+            .execute(lite.pool())
+            .await
+            .unwrap();
+        sqlx::query("ANALYZE").execute(lite.pool()).await.unwrap();
+        lite.explain_stats().await.unwrap()
+    };
+    eprintln!("stats plan:\n{plan}");
+    let stats = db.store.jobs().stats().await.unwrap();
+    // 2000 failed and 18000 delivered, minus one of each deleted, plus one failed → delivered
+    assert_eq!(
+        (stats.queued, stats.delivered, stats.failed),
+        (3, 17_999 + 1, 1_999 - 1)
+    );
+    assert!(
+        plan.contains("jobs_open_status_idx"),
+        "stats do not count from the open-jobs index:\n{plan}"
+    );
+    // every access to `jobs` is a range read of the open-jobs index (PostgreSQL: `… on jobs`;
+    // SQLite: `SEARCH jobs …`, while `SCAN jobs …` reads the whole table or index)
+    for line in plan.lines() {
+        let step = line.trim_start_matches(|c: char| !c.is_alphabetic());
+        let reads_jobs = line.contains(" on jobs ") || step.starts_with("SCAN jobs");
+        let ranged = line.contains("jobs_open_status_idx") && !step.starts_with("SCAN");
+        assert!(!reads_jobs || ranged, "stats scan the jobs table:\n{plan}");
+    }
 }

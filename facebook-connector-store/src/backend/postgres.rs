@@ -40,6 +40,11 @@ const SETTINGS_SELECT_FOR_UPDATE: &str = "SELECT audience_id, claim_owner, claim
 const LOCK_PROFILE_OF_JOB: Option<&str> =
     Some("SELECT 1 FROM profiles WHERE id = (SELECT profile_id FROM jobs WHERE id = $1) FOR SHARE");
 
+const LOCK_PROFILE_OF_REVISION: Option<&str> = Some(
+    "SELECT 1 FROM profiles WHERE id = (SELECT profile_id FROM commands WHERE revision = $1) \
+     FOR SHARE",
+);
+
 const MIGRATIONS_TABLE_EXISTS: &str =
     "SELECT 1::int8 WHERE to_regclass('_sqlx_migrations') IS NOT NULL";
 
@@ -57,6 +62,17 @@ impl SqlStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(StoreError::query("explain claim"))?;
+        Ok(lines.join("\n"))
+    }
+
+    /// The query plan of the statistics query (`EXPLAIN`), to check that it reads no finished
+    /// job.
+    pub async fn explain_stats(&self) -> StoreResult<String> {
+        let lines: Vec<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {STATS_SELECT}")))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::query("explain stats"))?;
         Ok(lines.join("\n"))
     }
 }

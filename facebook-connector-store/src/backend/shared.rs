@@ -2,7 +2,7 @@
 // `backend::sqlite`. The including module defines the backend-specific items:
 // `Db`, `DbPool`, `DbRow`, `Ts`, `ts`, `from_ts`, `begin_write`, `MIGRATOR`, and the SQL
 // constants whose text differs (`CLAIM_SELECT`, `SETTINGS_SELECT_FOR_UPDATE`,
-// `LOCK_PROFILE_OF_JOB`, `MIGRATIONS_TABLE_EXISTS`). Everything else (SQL text included) is
+// `LOCK_PROFILE_OF_JOB`, `LOCK_PROFILE_OF_REVISION`, `MIGRATIONS_TABLE_EXISTS`). Everything else (SQL text included) is
 // shared, so both backends have one behaviour.
 
 use std::time::Duration;
@@ -12,7 +12,7 @@ use facebook_connector_core::Result;
 use facebook_connector_core::domain::{
     AdAccount, AdAccountId, Audience, AudienceId, Business, BusinessId, Checkpoint, ClaimedJob,
     Command, CommandFile, CompanyId, DeliveryCounters, DeliveryEvent, DeliveryState,
-    EncryptedToken, FacebookUser, FacebookUserId, FileRef, Job, JobId, JobStatus, Lease,
+    EncryptedToken, FacebookUser, FacebookUserId, FileRef, Job, JobId, Lease,
     NewCommand, ProfileId, QueueStats, RetryOutcome, Revision, Settings, SettingsId,
     StoredProfile, WorkerId,
 };
@@ -32,6 +32,31 @@ use crate::codec::{
 };
 use crate::error::{StoreError, StoreResult};
 use crate::schema::SchemaStatus;
+
+/// Jobs per status: the unfinished states counted from the partial index
+/// `jobs_open_status_idx` (it holds only their rows), the finished ones read from the
+/// trigger-maintained `job_totals` row, so the cost does not grow with finished jobs.
+/// (The repeated `IN` term is the index's own predicate: SQLite only uses a partial index when
+/// the query states its condition literally.)
+const STATS_SELECT: &str = "SELECT \
+     (SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running', 'paused') \
+     AND status = 'queued') AS queued, \
+     (SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running', 'paused') \
+     AND status = 'running') AS running, \
+     (SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running', 'paused') \
+     AND status = 'paused') AS paused, \
+     COALESCE((SELECT delivered FROM job_totals WHERE id = 1), 0) AS delivered, \
+     COALESCE((SELECT failed FROM job_totals WHERE id = 1), 0) AS failed";
+
+/// The state a job released by a worker goes back to: `paused` while its profile needs
+/// re-authorisation (so it waits for `reauthorize` instead of being skipped by every claim),
+/// `queued` otherwise.
+macro_rules! released_status {
+    () => {
+        "CASE WHEN EXISTS (SELECT 1 FROM profiles p WHERE p.id = jobs.profile_id \
+         AND p.delivery_state = 'needs_reauth') THEN 'paused' ELSE 'queued' END"
+    };
+}
 
 /// The storage ports on this backend. Cheap to clone (a connection pool).
 #[derive(Clone, Debug)]
@@ -1056,10 +1081,21 @@ impl JobQueue for SqlStore {
         now: OffsetDateTime,
     ) -> Result<RetryOutcome> {
         let (id, owner, generation) = lease_binds(lease)?;
+        let mut tx = begin_write(&self.pool)
+            .await
+            .map_err(StoreError::query("begin retry job"))?;
+        // serialise with mark_needs_reauth / reauthorize of the job's profile (see `pause`)
+        if let Some(lock) = LOCK_PROFILE_OF_JOB {
+            sqlx::query(lock)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query("lock profile of job"))?;
+        }
         let status: Option<String> = sqlx::query_scalar(concat!(
-            "UPDATE jobs SET \
-             status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END, \
-             run_at = $4, due_at = $4, last_error = $5, lease_owner = NULL, \
+            "UPDATE jobs SET status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE ",
+            released_status!(),
+            " END, run_at = $4, due_at = $4, last_error = $5, lease_owner = NULL, \
              lease_expires_at = NULL, updated_at = $6",
             lease_matches!(),
             " RETURNING status"
@@ -1070,14 +1106,18 @@ impl JobQueue for SqlStore {
         .bind(ts(run_at))
         .bind(reason)
         .bind(ts(now))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(StoreError::query("retry job"))?;
-        match status.as_deref() {
-            None => Err(lease_conflict(lease).into()),
-            Some("failed") => Ok(RetryOutcome::GaveUp),
-            Some(_) => Ok(RetryOutcome::Scheduled),
-        }
+        let outcome = match status.as_deref() {
+            None => return Err(lease_conflict(lease).into()),
+            Some("failed") => RetryOutcome::GaveUp,
+            Some(_) => RetryOutcome::Scheduled,
+        };
+        tx.commit()
+            .await
+            .map_err(StoreError::query("commit retry job"))?;
+        Ok(outcome)
     }
 
     async fn pause(&self, lease: &Lease, reason: &str, now: OffsetDateTime) -> Result<()> {
@@ -1095,10 +1135,9 @@ impl JobQueue for SqlStore {
                 .map_err(StoreError::query("lock profile of job"))?;
         }
         let updated = sqlx::query(concat!(
-            "UPDATE jobs SET \
-             status = CASE WHEN EXISTS (SELECT 1 FROM profiles p WHERE p.id = jobs.profile_id \
-             AND p.delivery_state = 'needs_reauth') THEN 'paused' ELSE 'queued' END, \
-             attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
+            "UPDATE jobs SET status = ",
+            released_status!(),
+            ", attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
              run_at = $4, due_at = $4, last_error = $5, lease_owner = NULL, \
              lease_expires_at = NULL, updated_at = $4",
             lease_matches!()
@@ -1127,18 +1166,37 @@ impl JobQueue for SqlStore {
         job_id: Option<JobId>,
         now: OffsetDateTime,
     ) -> Result<u64> {
-        let requeued = sqlx::query(
-            "UPDATE jobs SET status = 'queued', attempts = 0, run_at = $3, due_at = $3, \
-             last_error = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 \
-             WHERE revision = $1 AND ($2 IS NULL OR id = $2) AND status IN ('failed', 'paused')",
-        )
-        .bind(revision_to_db(revision)?)
+        let rev = revision_to_db(revision)?;
+        let mut tx = begin_write(&self.pool)
+            .await
+            .map_err(StoreError::query("begin requeue jobs"))?;
+        // serialise with mark_needs_reauth / reauthorize of the command's profile, so jobs
+        // requeued meanwhile are neither left paused after re-authorisation nor queued for a
+        // profile whose token does not work
+        if let Some(lock) = LOCK_PROFILE_OF_REVISION {
+            sqlx::query(lock)
+                .bind(rev)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query("lock profile of command"))?;
+        }
+        let requeued = sqlx::query(concat!(
+            "UPDATE jobs SET status = ",
+            released_status!(),
+            ", attempts = 0, run_at = $3, due_at = $3, last_error = NULL, lease_owner = NULL, \
+             lease_expires_at = NULL, updated_at = $3 \
+             WHERE revision = $1 AND ($2 IS NULL OR id = $2) AND status IN ('failed', 'paused')"
+        ))
+        .bind(rev)
         .bind(job_id.map(|j| j.0))
         .bind(ts(now))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(StoreError::query("requeue jobs"))?
         .rows_affected();
+        tx.commit()
+            .await
+            .map_err(StoreError::query("commit requeue jobs"))?;
         Ok(requeued)
     }
 
@@ -1167,22 +1225,19 @@ impl JobQueue for SqlStore {
     }
 
     async fn stats(&self) -> Result<QueueStats> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(StoreError::query("queue stats"))?;
-        let mut stats = QueueStats::default();
-        for (status, count) in rows {
-            let count = u64_from_db("job count", count)?;
-            match job_status_from_db(&status)? {
-                JobStatus::Queued => stats.queued = count,
-                JobStatus::Running => stats.running = count,
-                JobStatus::Paused => stats.paused = count,
-                JobStatus::Delivered => stats.delivered = count,
-                JobStatus::Failed => stats.failed = count,
-            }
-        }
-        Ok(stats)
+        let row = sqlx::query(STATS_SELECT)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::query("queue stats"))?;
+        let count = |column: &'static str| -> StoreResult<u64> {
+            u64_from_db("job count", get::<i64>(&row, column)?)
+        };
+        Ok(QueueStats {
+            queued: count("queued")?,
+            running: count("running")?,
+            paused: count("paused")?,
+            delivered: count("delivered")?,
+            failed: count("failed")?,
+        })
     }
 }

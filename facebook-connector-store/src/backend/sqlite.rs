@@ -39,6 +39,8 @@ const SETTINGS_SELECT_FOR_UPDATE: &str = "SELECT audience_id, claim_owner, claim
 /// Writers are serialised by the database lock already.
 const LOCK_PROFILE_OF_JOB: Option<&str> = None;
 
+const LOCK_PROFILE_OF_REVISION: Option<&str> = None;
+
 const MIGRATIONS_TABLE_EXISTS: &str =
     "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'";
 
@@ -62,5 +64,106 @@ impl SqlStore {
             .map(|row| get::<String>(row, "detail"))
             .collect::<StoreResult<Vec<_>>>()
             .map(|lines| lines.join("\n"))
+    }
+
+    /// The query plan of the statistics query (`EXPLAIN QUERY PLAN`), to check that it reads
+    /// no finished job.
+    pub async fn explain_stats(&self) -> StoreResult<String> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {STATS_SELECT}"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query("explain stats"))?;
+        rows.iter()
+            .map(|row| get::<String>(row, "detail"))
+            .collect::<StoreResult<Vec<_>>>()
+            .map(|lines| lines.join("\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::{Store, StoreOptions};
+
+    fn is_busy(error: &sqlx::Error) -> bool {
+        matches!(error, sqlx::Error::Database(db)
+            if db.code().and_then(|c| c.parse::<i64>().ok()).is_some_and(|c| c & 0xff == 5))
+    }
+
+    /// sqlx's plain `begin()` issues a deferred `BEGIN`, which takes no lock until the first
+    /// write and then fails (without waiting) when another writer committed since its first
+    /// read. Every write transaction of this backend must hold the write lock from its start.
+    #[tokio::test]
+    async fn write_transactions_hold_the_write_lock_from_their_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let options = StoreOptions {
+            busy_timeout: Duration::ZERO,
+            migrate: true,
+            ..StoreOptions::default()
+        };
+        let store = Store::connect(&url, &options).await.unwrap();
+        let lite = store.as_sqlite().unwrap();
+        let mut other = lite.pool().acquire().await.unwrap();
+
+        // control: a deferred transaction holds no lock, another writer may begin
+        let deferred = lite.pool().begin().await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        sqlx::query("ROLLBACK").execute(&mut *other).await.unwrap();
+        deferred.rollback().await.unwrap();
+
+        // the backend's write transaction already holds the lock before any statement ran
+        let write = begin_write(lite.pool()).await.unwrap();
+        let refused = sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *other)
+            .await
+            .unwrap_err();
+        assert!(is_busy(&refused), "{refused:?}");
+        write.rollback().await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        sqlx::query("ROLLBACK").execute(&mut *other).await.unwrap();
+        drop(other);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn file_databases_use_wal_and_the_busy_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let options = StoreOptions {
+            busy_timeout: Duration::from_millis(1234),
+            migrate: true,
+            ..StoreOptions::default()
+        };
+        let store = Store::connect(&url, &options).await.unwrap();
+        let lite = store.as_sqlite().unwrap();
+        let mut conn = lite.pool().acquire().await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(timeout, 1234);
+        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(fk, 1);
+        drop(conn);
+        store.close().await;
     }
 }

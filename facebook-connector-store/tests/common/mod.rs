@@ -200,3 +200,38 @@ pub fn command(revision: u64, profile: ProfileId, files: usize, max_attempts: u3
             .collect(),
     }
 }
+
+/// `stats()` agrees with a full count of the job rows (the finished counts come from a
+/// trigger-maintained row, so every path that moves a job must keep it exact).
+pub async fn assert_stats_match_rows(db: &TestDb) {
+    const COUNT: &str = "SELECT status, COUNT(*) FROM jobs GROUP BY status";
+    let rows: Vec<(String, i64)> = if let Some(pg) = db.store.as_postgres() {
+        sqlx::query_as(COUNT).fetch_all(pg.pool()).await.unwrap()
+    } else {
+        let lite = db.store.as_sqlite().unwrap();
+        sqlx::query_as(COUNT).fetch_all(lite.pool()).await.unwrap()
+    };
+    let count = |status: &str| {
+        rows.iter()
+            .find(|(s, _)| s == status)
+            .map_or(0, |(_, n)| u64::try_from(*n).unwrap())
+    };
+    let stats = db.store.jobs().stats().await.unwrap();
+    assert_eq!(
+        (
+            stats.queued,
+            stats.running,
+            stats.paused,
+            stats.delivered,
+            stats.failed
+        ),
+        (
+            count("queued"),
+            count("running"),
+            count("paused"),
+            count("delivered"),
+            count("failed")
+        ),
+        "stats() disagrees with the job rows"
+    );
+}
