@@ -798,15 +798,13 @@ impl GraphClient {
         session: &UploadSession,
     ) -> Result<BatchReceipt, GraphError> {
         if session.session_id == 0 || session.session_id > i64::MAX as u64 {
-            return Err(GraphError::Setup {
-                reason: "session_id must be a positive 64-bit integer".into(),
-                source: None,
+            return Err(GraphError::InvalidRequest {
+                reason: "session_id must be a positive 64-bit integer",
             });
         }
         if session.batch_seq == 0 {
-            return Err(GraphError::Setup {
-                reason: "batch_seq starts at 1".into(),
-                source: None,
+            return Err(GraphError::InvalidRequest {
+                reason: "batch_seq starts at 1",
             });
         }
         let mut call = Call::new(
@@ -875,17 +873,19 @@ impl GraphClient {
             if user.as_str().bytes().all(|b| b.is_ascii_digit()) {
                 pending.push(i);
             } else {
-                results[i] = Some(Err(GraphError::Setup {
-                    reason: "facebook user ids are digits".into(),
-                    source: None,
+                results[i] = Some(Err(GraphError::InvalidRequest {
+                    reason: "facebook user ids are digits",
                 }));
             }
         }
         let retry = self.inner.cfg.retry.clone();
+        let start = Instant::now();
         let mut round: u32 = 0;
         while !pending.is_empty() {
             round += 1;
-            let last_round = round >= retry.max_attempts.max(1);
+            // rounds are bounded in number and, like one call, in total time
+            let last_round = round >= retry.max_attempts.max(1)
+                || start.elapsed() + retry.max_backoff > retry.max_total;
             let mut again = Vec::new();
             for chunk in pending.chunks(MAX_BATCH_REQUESTS) {
                 let batch: Vec<serde_json::Value> = chunk
@@ -1241,6 +1241,56 @@ mod tests {
         assert_eq!(
             proof,
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let cfg = GraphConfig::new("1", SecretString::from("s".to_owned())).with_retry(
+            crate::config::RetryPolicy {
+                initial_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_millis(1_000),
+                ..crate::config::RetryPolicy::default()
+            },
+        );
+        let client = GraphClient::new(cfg).unwrap();
+        let mut firsts = std::collections::BTreeSet::new();
+        for _ in 0..50 {
+            let first = client.backoff(1);
+            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+            firsts.insert(first);
+            let third = client.backoff(3);
+            assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
+            let capped = client.backoff(30);
+            assert!(capped >= Duration::from_millis(500) && capped <= Duration::from_millis(1_000));
+        }
+        assert!(firsts.len() > 1, "jitter spreads the waits");
+    }
+
+    #[test]
+    fn per_batch_numbers_from_session_totals_or_per_request_numbers() {
+        let c = |received, invalid| Counts { received, invalid };
+        // first batch: the total is the batch
+        assert_eq!(
+            per_batch_receipt(10, Some(c(0, 0)), c(10, 1)),
+            (c(10, 1), c(10, 1))
+        );
+        // session totals: the difference
+        assert_eq!(
+            per_batch_receipt(10, Some(c(10, 1)), c(20, 3)),
+            (c(10, 2), c(20, 3))
+        );
+        // per-request numbers: taken as they are, the running total is kept
+        assert_eq!(
+            per_batch_receipt(10, Some(c(10, 1)), c(10, 2)),
+            (c(10, 2), c(20, 3))
+        );
+        // previous total unknown: the batch fully received, invalid bounded by the batch
+        assert_eq!(per_batch_receipt(5, None, c(25, 9)), (c(5, 5), c(25, 9)));
+        // nonsense never underflows
+        assert_eq!(
+            per_batch_receipt(5, Some(c(40, 9)), c(25, 1)),
+            (c(0, 0), c(25, 1))
         );
     }
 

@@ -69,7 +69,8 @@ impl RetryPolicy {
 }
 
 /// The client-side limiter: before each call the client waits longer the closer the last
-/// reported `X-App-Usage` / `X-Business-Use-Case-Usage` percentages are to 100.
+/// reported `X-App-Usage` (app-wide) / `X-Business-Use-Case-Usage` (per user token)
+/// percentages are to 100.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LimiterConfig {
     /// Usage percentage from which calls are slowed down.

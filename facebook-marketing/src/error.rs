@@ -159,6 +159,13 @@ pub enum GraphError {
         got: usize,
     },
 
+    /// The caller asked for something Facebook would refuse (nothing was sent).
+    #[error("invalid graph api request: {reason}")]
+    InvalidRequest {
+        /// What is wrong.
+        reason: &'static str,
+    },
+
     /// The client could not be built or a request could not be formed.
     #[error("invalid graph api client setup: {reason}")]
     Setup {
@@ -227,6 +234,7 @@ impl GraphError {
             }
             GraphError::ForeignPagingLink
             | GraphError::BatchShape { .. }
+            | GraphError::InvalidRequest { .. }
             | GraphError::Setup { .. } => ErrorClass::BadRequest,
         }
     }

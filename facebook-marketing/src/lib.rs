@@ -11,9 +11,14 @@
 //!   HTTP status; [`ErrorClass`] follows the error table; [`GraphError::into_core`] maps into
 //!   the core's error (invalid token → `InvalidToken`, never retried).
 //! * Transient and throttled calls are retried within [`RetryPolicy`] (backoff with jitter,
-//!   `estimated_time_to_regain_access` honoured); a limiter slows calls as `X-App-Usage` /
-//!   `X-Business-Use-Case-Usage` approach 100%.
+//!   `estimated_time_to_regain_access` honoured, bounded in attempts and total time, each
+//!   attempt's timeout capped by what is left of the budget); a limiter slows calls as
+//!   `X-App-Usage` (every call) / `X-Business-Use-Case-Usage` (calls with the same user token)
+//!   approach 100%, and holds calls back after a throttle with a wait estimate.
+//! * Upload receipts are per batch: Facebook reports a session's running totals, the client
+//!   returns each batch's share ([`per_batch_receipt`]).
 //! * Tokens are [`secrecy::SecretString`]; they never appear in logs, errors or `Debug`.
+//!   Redirects are never followed (they could carry a token to another host).
 //!
 //! With the `testkit` feature, [`testkit::FakeGraph`] is an in-process fake Graph API on a
 //! real socket for tests and demos.

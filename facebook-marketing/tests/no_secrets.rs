@@ -46,12 +46,14 @@ fn everything_about(err: &Error) -> String {
 async fn tokens_never_leak_into_logs_errors_or_debug_output() {
     let captured = Captured::default();
     let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
+    // installed globally so that `log` records of the HTTP stack (reqwest, hyper, rustls) are
+    // captured too, at every level (this file holds one test, so nothing else shares it)
+    tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_writer(move || writer.clone())
         .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+        .try_init()
+        .unwrap();
 
     let fake = FakeGraph::start().await.unwrap();
     let user = fake.add_user("Secretive");
@@ -182,6 +184,62 @@ async fn tokens_never_leak_into_logs_errors_or_debug_output() {
     let impatient = GraphClient::new(cfg).unwrap();
     errors.push(impatient.token_info(&short).await.unwrap_err());
 
+    // a malformed answer: the parser's message would quote the token
+    let server = MockServer::start().await;
+    Mock::given(path("/v25.0/me/adaccounts"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": long.token.expose_secret(),
+            "paging": {"next": format!("{}/v25.0/me/adaccounts?access_token={}", server.uri(), long.token.expose_secret())}
+        })))
+        .mount(&server)
+        .await;
+    let cfg = fake
+        .config()
+        .with_base_url(Url::parse(&server.uri()).unwrap())
+        .with_retry(RetryPolicy::none());
+    let odd = GraphClient::new(cfg).unwrap();
+    errors.push(
+        FacebookAccounts::ad_accounts(&odd, &long.token)
+            .await
+            .unwrap_err(),
+    );
+
+    // a redirect whose target carries the token
+    let server = MockServer::start().await;
+    Mock::given(path("/v25.0/me"))
+        .respond_with(
+            ResponseTemplate::new(302).insert_header(
+                "location",
+                format!(
+                    "http://127.0.0.1:9/v25.0/me?access_token={}",
+                    long.token.expose_secret()
+                )
+                .as_str(),
+            ),
+        )
+        .mount(&server)
+        .await;
+    let cfg = fake
+        .config()
+        .with_base_url(Url::parse(&server.uri()).unwrap());
+    let redirected = GraphClient::new(cfg).unwrap();
+    errors.push(
+        FacebookAccounts::me(&redirected, &long.token)
+            .await
+            .unwrap_err(),
+    );
+
+    // a paging link to another host (it carries the token)
+    let fresh = fake.issue_token(&user, TokenSpec::default());
+    secrets.push(fresh.expose_secret().to_owned());
+    fake.set_foreign_paging(true);
+    errors.push(
+        FacebookAccounts::ad_accounts(&client, &fresh)
+            .await
+            .unwrap_err(),
+    );
+    fake.set_foreign_paging(false);
+
     let mut printed = String::new();
     for err in &errors {
         printed.push_str(&everything_about(err));
@@ -194,6 +252,10 @@ async fn tokens_never_leak_into_logs_errors_or_debug_output() {
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("graph api"), "the capture works: {logs}");
     assert!(logs.contains("retrying"), "retries were logged: {logs}");
+    assert!(
+        logs.contains("reqwest::"),
+        "the http stack's `log` records are captured too: {logs}"
+    );
     for s in &secrets {
         assert!(
             !logs.contains(s.as_str()),
