@@ -20,7 +20,7 @@
 //! * Tokens are [`secrecy::SecretString`]; they never appear in logs, errors or `Debug`.
 //!   Redirects are never followed (they could carry a token to another host).
 //!
-//! With the `testkit` feature, [`testkit::FakeGraph`] is an in-process fake Graph API on a
+//! With the `testkit` feature, `testkit::FakeGraph` is an in-process fake Graph API on a
 //! real socket for tests and demos.
 
 pub mod client;
