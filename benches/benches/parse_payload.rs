@@ -1,1 +1,84 @@
-fn main() {}
+//! Parse + hash + payload throughput, single thread, on realistic seeded records.
+//!
+//! `cargo bench -p facebook-connector-benches` — criterion reports records/s ("elem/s").
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use facebook_connector_benches::{json_lines, records, write_parquet};
+use facebook_connector_core::domain::RecordFormat;
+use facebook_connector_core::normalize::ParserConfig;
+use facebook_connector_core::payload::{MAX_BATCH_SIZE, PayloadBuilder};
+use facebook_connector_core::source::{JsonLinesSource, ParquetSource};
+use parquet::basic::{Compression, ZstdLevel};
+
+const RECORDS: usize = 100_000;
+const SEED: u64 = 20_261_126;
+
+/// Streams every record through the parser and the payload builder; returns payload bytes.
+fn run(
+    source: impl Iterator<
+        Item = Result<facebook_connector_core::source::Record, facebook_connector_core::Error>,
+    >,
+) -> usize {
+    let mut builder = PayloadBuilder::new(MAX_BATCH_SIZE).unwrap();
+    let mut bytes = 0;
+    for record in source {
+        if let Some(member) = record.unwrap().member
+            && let Some(payload) = builder.push(&member)
+        {
+            bytes += payload.as_json().len();
+        }
+    }
+    if let Some(payload) = builder.finish() {
+        bytes += payload.as_json().len();
+    }
+    bytes
+}
+
+fn json_lines_bench(c: &mut Criterion) {
+    let generated = records(SEED, RECORDS);
+    let mut group = c.benchmark_group("parse_hash_payload");
+    group.throughput(Throughput::Elements(RECORDS as u64));
+    for (name, legacy, format) in [
+        ("json_lines_legacy", true, RecordFormat::Legacy),
+        ("json_lines_dataset", false, RecordFormat::Dataset),
+    ] {
+        let input = json_lines(&generated, legacy);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let source = JsonLinesSource::new(&input[..], format, ParserConfig::default());
+                black_box(run(source))
+            })
+        });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (name, compression) in [
+        ("parquet_snappy", Compression::SNAPPY),
+        ("parquet_zstd", Compression::ZSTD(ZstdLevel::default())),
+    ] {
+        let path = dir.path().join(format!("{name}.parquet"));
+        write_parquet(&generated, &path, 32_768, compression).unwrap();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let source =
+                    ParquetSource::open(&path, RecordFormat::Dataset, ParserConfig::default())
+                        .unwrap();
+                black_box(run(source))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(8));
+    targets = json_lines_bench
+}
+criterion_main!(benches);

@@ -1,1 +1,10 @@
-fn main() {}
+//! `facebook-connector-worker`: the delivery daemon's host and its operator commands.
+
+mod cli;
+mod records;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    cli::main()
+}
