@@ -76,12 +76,26 @@ impl Grant {
 #[derive(Deserialize)]
 struct TokenResponse {
     access_token: SecretString,
-    #[serde(default, alias = "expires_in")]
+    #[serde(default, alias = "expires_in", deserialize_with = "lenient_seconds")]
     access_token_expires_in: Option<u64>,
     #[serde(default)]
     refresh_token: Option<SecretString>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_seconds")]
     refresh_token_expires_in: Option<u64>,
+}
+
+/// A lifetime in seconds: a number, a numeric string or null (unknown).
+fn lenient_seconds<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
+    match Option::<serde_json::Value>::deserialize(deserializer)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Number(n)) => Ok(n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))),
+        Some(serde_json::Value::String(s)) => Ok(s.trim().parse::<u64>().ok()),
+        Some(_) => Ok(None),
+    }
 }
 
 impl AppAuth {
@@ -199,7 +213,7 @@ impl AppAuth {
             let status = response.status();
             if !status.is_success() {
                 // The OAuth error code only: the body is not kept.
-                let body = response.bytes().await.unwrap_or_default();
+                let body = crate::http::read_capped(response, 16 * 1024).await;
                 let (error, _) = crate::http::error_fields(&body);
                 return Err(NarrativeError::Grant {
                     grant: grant.name(),

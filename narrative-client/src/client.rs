@@ -54,7 +54,10 @@ struct Inner {
 impl std::fmt::Debug for NarrativeClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NarrativeClient")
-            .field("base_url", &self.inner.transport.base.as_str())
+            .field(
+                "base_url",
+                &crate::http::redacted_url(&self.inner.transport.base),
+            )
             .field("auth", &self.inner.auth)
             .field("feed", &self.inner.feed.kind)
             .finish()
@@ -74,9 +77,40 @@ pub struct LegacyDeliveryFile {
     pub company_id: Option<CompanyId>,
 }
 
+/// A file of `files-added`: `{name}` as documented (`path` or `file` accepted too), or a bare
+/// string.
 #[derive(Deserialize)]
-struct AddedFile {
-    name: FileName,
+#[serde(untagged)]
+enum AddedFile {
+    Named {
+        #[serde(alias = "path", alias = "file")]
+        name: FileName,
+    },
+    Bare(FileName),
+}
+
+impl AddedFile {
+    fn into_name(self) -> FileName {
+        match self {
+            AddedFile::Named { name } | AddedFile::Bare(name) => name,
+        }
+    }
+}
+
+/// A listing answered as a bare array (as documented) or wrapped in `{records: [...]}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Listing<T> {
+    Bare(Vec<T>),
+    Records { records: Vec<T> },
+}
+
+impl<T> Listing<T> {
+    fn into_vec(self) -> Vec<T> {
+        match self {
+            Listing::Bare(items) | Listing::Records { records: items } => items,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -181,15 +215,24 @@ impl NarrativeClient {
             FeedKind::LegacyCommands => &feed.legacy_commands_path,
             FeedKind::Events => &feed.events_path,
         };
-        // [ASSUMED] from_revision is inclusive (the original connector passes the previous
-        // page's next_revision); anything at or before `after` is dropped client-side anyway.
-        let from = after.map_or(0, |r| r.next().0);
+        // [ASSUMED] whether `from_revision` is inclusive or exclusive is not documented. The
+        // cursor itself is sent: an exclusive feed answers the events after it, an inclusive
+        // one repeats the cursor's event first, which is dropped here. Either way no event is
+        // skipped; at least 2 results are asked for so an inclusive feed always moves on.
+        let from = after.map_or(0, |r| r.0);
         let call = self
             .app_call(Method::GET, self.transport().url(path, &[])?)
             .query("from_revision", from)
-            .query("max_results", max.max(1));
+            .query("max_results", max.max(2));
         let page: RawPage = self.transport().json(&call).await?;
-        Ok(decode_page(page, &feed.payload_types, after))
+        let mut page = decode_page(page, &feed.payload_types, after);
+        let max = usize::try_from(max.max(1)).unwrap_or(usize::MAX);
+        if page.events.len() > max {
+            // the feed sent more than asked: keep the first ones, the rest comes next time
+            page.next_revision = page.events.get(max).map(|e| e.revision);
+            page.events.truncate(max);
+        }
+        Ok(page)
     }
 
     /// The connection, `None` on 404.
@@ -233,9 +276,11 @@ impl NarrativeClient {
             &self.inner.feed.legacy_commands_path,
             &[&revision.to_string(), "files"],
         )?;
-        self.transport()
-            .json(&self.app_call(Method::GET, url))
-            .await
+        Ok(self
+            .transport()
+            .json::<Listing<LegacyDeliveryFile>>(&self.app_call(Method::GET, url))
+            .await?
+            .into_vec())
     }
 
     /// The files a snapshot added; a 403 (snapshot older than 30 days) is
@@ -256,10 +301,14 @@ impl NarrativeClient {
         )?;
         match self
             .transport()
-            .json::<Vec<AddedFile>>(&self.app_call(Method::GET, url))
+            .json::<Listing<AddedFile>>(&self.app_call(Method::GET, url))
             .await
         {
-            Ok(files) => Ok(files.into_iter().map(|f| f.name).collect()),
+            Ok(files) => Ok(files
+                .into_vec()
+                .into_iter()
+                .map(AddedFile::into_name)
+                .collect()),
             Err(NarrativeError::Status { status: 403, .. }) => {
                 Err(NarrativeError::SnapshotTooOld {
                     dataset_id: dataset_id.0,
@@ -294,6 +343,7 @@ impl NarrativeClient {
                 call = call.query("from_snapshot_id", from);
             }
             let page: FindFilesPage = self.transport().json(&call).await?;
+            let empty_page = page.files_per_snapshot.is_empty();
             for snapshot in page.files_per_snapshot {
                 let Some(id) = id_text(&snapshot.snapshot_id).and_then(|s| SnapshotId::new(s).ok())
                 else {
@@ -315,7 +365,11 @@ impl NarrativeClient {
                     found.push((taken, id.clone(), file.path));
                 }
             }
-            if !page.has_next {
+            if page.has_next && empty_page {
+                // an empty page cannot move an offset cursor along: treat it as the end
+                tracing::warn!(dataset_id = %dataset_id, "find-files answered an empty page that claims more, stopped paging");
+            }
+            if !page.has_next || empty_page {
                 found.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
                 let mut seen = std::collections::HashSet::new();
                 return Ok(found
@@ -457,21 +511,51 @@ impl NarrativeClient {
         result
     }
 
+    /// Downloads with a fresh link again when the body broke off (reset, truncation, stall):
+    /// the request itself is already retried by the transport, so only body failures are
+    /// repeated here, with the same backoff bounds.
     async fn download_file_inner(
         &self,
         file: &FileRef,
         dest: &Path,
     ) -> Result<u64, NarrativeError> {
-        let io = |source| NarrativeError::Io {
-            path: dest.display().to_string(),
-            source,
+        let retry = self.transport().config.retry;
+        let mut delay = retry.min_delay;
+        let mut attempt = 0;
+        loop {
+            match self.download_file_once(file, dest).await {
+                Ok(written) => return Ok(written),
+                Err(BodyFailure::Body(error))
+                    if error.is_transient() && attempt < retry.max_retries =>
+                {
+                    attempt += 1;
+                    tracing::warn!(
+                        file = %file.file(),
+                        error = %error,
+                        attempt,
+                        "download broke off, downloading again"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(retry.max_delay);
+                }
+                Err(BodyFailure::Body(error) | BodyFailure::Other(error)) => return Err(error),
+            }
+        }
+    }
+
+    async fn download_file_once(&self, file: &FileRef, dest: &Path) -> Result<u64, BodyFailure> {
+        let io = |source| {
+            BodyFailure::Other(NarrativeError::Io {
+                path: dest.display().to_string(),
+                source,
+            })
         };
-        let (_, body) = self.open_file(file).await?;
+        let (_, body) = self.open_file(file).await.map_err(BodyFailure::Other)?;
         let mut body = std::pin::pin!(body);
         let mut out = tokio::fs::File::create(dest).await.map_err(io)?;
         let mut written: u64 = 0;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk?;
+            let chunk = chunk.map_err(BodyFailure::Body)?;
             out.write_all(&chunk).await.map_err(io)?;
             written += chunk.len() as u64;
         }
@@ -487,7 +571,20 @@ impl NarrativeClient {
         let body = status_body(report);
         // the idempotency key makes a repeat harmless
         let call = self.app_call(Method::POST, url).json(body).idempotent(true);
-        let answer: StatusAnswer = self.transport().json(&call).await?;
+        let response = self.transport().send(&call).await?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| request_error(&call.endpoint, e))?;
+        // an empty body (e.g. 202/204) is an acceptance too
+        let answer: StatusAnswer = if body.iter().all(u8::is_ascii_whitespace) {
+            StatusAnswer::default()
+        } else {
+            serde_json::from_slice(&body).map_err(|source| NarrativeError::Decode {
+                endpoint: call.endpoint.clone(),
+                source,
+            })?
+        };
         if let Some(rejected) = answer.rejected.first() {
             let (error, description) = crate::http::error_fields(rejected.to_string().as_bytes());
             return Err(NarrativeError::Status {
@@ -500,6 +597,13 @@ impl NarrativeClient {
         }
         Ok(())
     }
+}
+
+/// Why one download attempt failed: while reading the body (worth a new attempt when
+/// transient) or before/around it (already retried, or final).
+enum BodyFailure {
+    Body(NarrativeError),
+    Other(NarrativeError),
 }
 
 /// The camelCase body of `POST /apps/events`.

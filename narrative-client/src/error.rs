@@ -19,6 +19,14 @@ pub enum NarrativeError {
         source: reqwest::Error,
     },
 
+    /// The TLS configuration could not be made (platform certificates, protocol versions).
+    #[error("cannot set up tls")]
+    Tls {
+        /// The rustls error.
+        #[source]
+        source: rustls::Error,
+    },
+
     /// A configured URL or path is not usable.
     #[error("invalid url for {what}")]
     Url {

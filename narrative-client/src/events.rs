@@ -44,8 +44,37 @@ struct PerformDelivery {
 struct SnapshotAppended {
     #[serde(alias = "connectionId")]
     connection_id: ConnectionId,
-    #[serde(alias = "snapshotId")]
+    #[serde(alias = "snapshotId", deserialize_with = "lenient_snapshot_id")]
     snapshot_id: SnapshotId,
+}
+
+/// A snapshot id sent as a string or as a number.
+pub(crate) fn lenient_snapshot_id<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<SnapshotId, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    let text = match value {
+        Value::String(s) => s,
+        Value::Number(n) => n.to_string(),
+        other => {
+            return Err(serde::de::Error::custom(format!(
+                "expected a string or a number, got {}",
+                json_kind(&other)
+            )));
+        }
+    };
+    SnapshotId::new(text).map_err(serde::de::Error::custom)
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 #[derive(Deserialize)]
@@ -289,6 +318,26 @@ mod tests {
         let c = parse_timestamp(&json!(1_714_557_600_i64)).unwrap();
         assert_eq!(a, b);
         assert_eq!(a, c);
+    }
+
+    #[test]
+    fn snapshot_ids_may_be_numbers() {
+        let types = PayloadTypes::default();
+        let e = decode_record(
+            &record(
+                json!(9),
+                "snapshot-appended",
+                json!({"connection_id": CONN, "snapshot_id": 12345, "extra": {"x": 1}}),
+            ),
+            &types,
+        )
+        .unwrap();
+        match e.event {
+            DeliveryEvent::SnapshotAppended { snapshot_id, .. } => {
+                assert_eq!(snapshot_id.as_str(), "12345")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! retries with backoff.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -93,24 +94,41 @@ pub(crate) struct Transport {
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transport")
-            .field("base", &self.base.as_str())
+            .field("base", &redacted_url(&self.base))
             .finish_non_exhaustive()
     }
 }
 
-/// Makes sure a rustls crypto provider is installed: the workspace builds reqwest without one
-/// and uses *ring*.
-fn ensure_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Losing the race to another thread that installs one is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+/// A URL for `Debug`: scheme, host, port and path only (no credentials, no query).
+pub(crate) fn redacted_url(url: &Url) -> String {
+    let mut shown = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
+    if let Some(port) = url.port() {
+        shown.push_str(&format!(":{port}"));
     }
+    shown.push_str(url.path());
+    shown
+}
+
+/// rustls with the *ring* provider and the platform's certificate verifier (the workspace
+/// builds reqwest without a provider; no process-wide default is installed).
+fn tls_config() -> Result<rustls::ClientConfig, NarrativeError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
+        .map_err(|source| NarrativeError::Tls { source })?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|source| NarrativeError::Tls { source })?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 impl Transport {
     pub(crate) fn new(base: Url, config: HttpConfig) -> Result<Self, NarrativeError> {
-        ensure_crypto_provider();
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls_config()?)
             .user_agent(config.user_agent.clone())
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.read_timeout)
@@ -261,7 +279,7 @@ pub(crate) async fn check(response: Response, endpoint: &str) -> Result<Response
 }
 
 /// The start of a body (error bodies are small; never read an unbounded one).
-async fn read_capped(response: Response, cap: usize) -> Vec<u8> {
+pub(crate) async fn read_capped(response: Response, cap: usize) -> Vec<u8> {
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(Ok(chunk)) = stream.next().await {

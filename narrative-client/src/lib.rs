@@ -37,9 +37,12 @@
 //!   `{connection_id, snapshot_id}`, `connection-created` `{connection_id}`;
 //! - the legacy feed `GET /v1/app/commands/delivery` takes the same `from_revision` and
 //!   `max_results` query and answers a top-level `next_revision`;
-//! - `from_revision` is inclusive: [`NarrativeClient::fetch_events`] asks for `after + 1` (0 at
-//!   the start) and drops anything at or before `after` itself; `EventPage::next_revision` is the
-//!   feed's `next_revision` as sent (the first revision of the next page);
+//! - whether `from_revision` is inclusive is not documented, so [`NarrativeClient::fetch_events`]
+//!   sends the cursor itself (`from_revision = after`, 0 at the start; `max_results` at least 2)
+//!   and drops anything at or before `after`: no event is skipped under either reading, and an
+//!   inclusive feed repeats one event per page. `EventPage::next_revision` is the feed's
+//!   `next_revision` as sent (the engine's cursor must be the last *recorded* revision, not
+//!   this value, whose meaning depends on the same unknown);
 //! - the legacy download call answers the URL as a JSON string (an object with `download_url`
 //!   and plain text are accepted too);
 //! - `GET /installations/whoami` → `{id}` with an integer or uuid id;

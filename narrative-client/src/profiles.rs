@@ -2,7 +2,7 @@
 //! whoami, the installation's profiles).
 
 use async_trait::async_trait;
-use facebook_connector_core::domain::{CompanyId, ProfileId};
+use facebook_connector_core::domain::{CompanyId, ProfileId, ProfileStatus};
 use facebook_connector_core::ports::{
     InstallationId, MarketplaceProfile, ProfileDirectory, ProfileTransition,
 };
@@ -26,7 +26,7 @@ pub struct ProfileClient {
 impl std::fmt::Debug for ProfileClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProfileClient")
-            .field("base_url", &self.transport.base.as_str())
+            .field("base_url", &crate::http::redacted_url(&self.transport.base))
             .finish()
     }
 }
@@ -36,9 +36,57 @@ struct Whoami<T> {
     id: T,
 }
 
+/// `{records: [...]}` as documented, or a bare array.
 #[derive(Deserialize)]
-struct Records<T> {
-    records: Vec<T>,
+#[serde(untagged)]
+enum Records<T> {
+    Wrapped { records: Vec<T> },
+    Bare(Vec<T>),
+}
+
+/// A profile as the marketplace sends it: the status is read case-insensitively and unknown
+/// fields are ignored.
+#[derive(Deserialize)]
+struct RawProfile {
+    id: ProfileId,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    status: String,
+}
+
+impl RawProfile {
+    fn into_profile(self, endpoint: &str) -> Result<MarketplaceProfile, NarrativeError> {
+        let status = match self.status.trim().to_ascii_lowercase().as_str() {
+            "enabled" => ProfileStatus::Enabled,
+            "disabled" => ProfileStatus::Disabled,
+            "archived" => ProfileStatus::Archived,
+            _ => {
+                return Err(NarrativeError::Invalid {
+                    endpoint: endpoint.to_owned(),
+                    source: facebook_connector_core::InvalidValue::new(
+                        "profile status",
+                        &self.status,
+                        "expected enabled, disabled or archived",
+                    ),
+                });
+            }
+        };
+        Ok(MarketplaceProfile {
+            id: self.id,
+            name: self.name.unwrap_or_default(),
+            description: self.description,
+            status,
+        })
+    }
+}
+
+fn profile_of(
+    raw: Option<RawProfile>,
+    endpoint: &str,
+) -> Result<Option<MarketplaceProfile>, NarrativeError> {
+    raw.map(|raw| raw.into_profile(endpoint)).transpose()
 }
 
 impl ProfileClient {
@@ -106,8 +154,13 @@ impl ProfileClient {
             "/installations",
             &[&installation.0, "profiles"],
         )?;
-        let page: Records<MarketplaceProfile> = self.transport.json(&call).await?;
-        Ok(page.records)
+        let records = match self.transport.json::<Records<RawProfile>>(&call).await? {
+            Records::Wrapped { records } | Records::Bare(records) => records,
+        };
+        records
+            .into_iter()
+            .map(|raw| raw.into_profile(&call.endpoint))
+            .collect()
     }
 
     /// `GET /installations/{installation}/profiles/{id}`; `None` on 404.
@@ -123,7 +176,7 @@ impl ProfileClient {
             "/installations",
             &[&installation.0, "profiles", &id.to_string()],
         )?;
-        self.transport.json_opt(&call).await
+        profile_of(self.transport.json_opt(&call).await?, &call.endpoint)
     }
 
     /// `POST /installations/{installation}/profiles` `{name, description}` (not retried).
@@ -142,7 +195,8 @@ impl ProfileClient {
                 &[&installation.0, "profiles"],
             )?
             .json(json!({"name": name, "description": description}));
-        self.transport.json(&call).await
+        let raw: RawProfile = self.transport.json(&call).await?;
+        raw.into_profile(&call.endpoint)
     }
 
     /// `PUT /installations/{installation}/profiles/{id}` `{name, description}`; `None` on 404.
@@ -162,7 +216,7 @@ impl ProfileClient {
                 &[&installation.0, "profiles", &id.to_string()],
             )?
             .json(json!({"name": name, "description": description}));
-        self.transport.json_opt(&call).await
+        profile_of(self.transport.json_opt(&call).await?, &call.endpoint)
     }
 
     /// `POST /installations/{installation}/profiles/{id}/archive|disable|enable` (not
@@ -185,7 +239,7 @@ impl ProfileClient {
             "/installations",
             &[&installation.0, "profiles", &id.to_string(), action],
         )?;
-        self.transport.json_opt(&call).await
+        profile_of(self.transport.json_opt(&call).await?, &call.endpoint)
     }
 }
 

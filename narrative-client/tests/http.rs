@@ -356,9 +356,10 @@ async fn event_feed_decodes_every_kind_and_pages() {
         feed_calls[0].query_param("from_revision").as_deref(),
         Some("0")
     );
+    // the cursor itself is sent: the inclusive fake repeats r2, which is dropped
     assert_eq!(
         feed_calls[1].query_param("from_revision"),
-        Some(r2.next().to_string())
+        Some(r2.to_string())
     );
     assert_eq!(
         feed_calls[1].query_param("max_results").as_deref(),
@@ -402,11 +403,9 @@ async fn legacy_commands_feed_is_configurable() {
     let done = client.events_after(Some(r3), 1).await.unwrap();
     assert!(done.events.is_empty());
     let pages = fake.calls_to("/v1/app/commands/delivery");
-    assert_eq!(
-        pages[2].query_param("from_revision"),
-        Some(r1.next().to_string())
-    );
-    assert_eq!(pages[2].query_param("max_results").as_deref(), Some("1"));
+    assert_eq!(pages[2].query_param("from_revision"), Some(r1.to_string()));
+    // at least 2, so an inclusive feed that repeats the cursor's event still moves on
+    assert_eq!(pages[2].query_param("max_results").as_deref(), Some("2"));
 }
 
 #[tokio::test]
@@ -418,7 +417,7 @@ async fn feed_paths_and_payload_types_come_from_configuration() {
         .await;
     Mock::given(method("GET"))
         .and(path("/v3/feed"))
-        .and(query_param("from_revision", "8"))
+        .and(query_param("from_revision", "7"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "records": [
                 {"metadata": {"revision": "8", "timestamp": 1714557600000_i64},
