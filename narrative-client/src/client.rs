@@ -419,8 +419,8 @@ impl NarrativeClient {
         };
         // asking for a link twice is harmless: treated as idempotent
         let call = self.app_call(Method::POST, url).idempotent(true);
-        let answer = match self.transport().json::<DownloadUrl>(&call).await {
-            Ok(answer) => answer,
+        let text = match self.download_answer(&call).await {
+            Ok(text) => text,
             Err(NarrativeError::Status {
                 status: 451,
                 description,
@@ -446,14 +446,37 @@ impl NarrativeClient {
             }
             Err(e) => return Err(e),
         };
-        let text = match answer {
-            DownloadUrl::Bare(url) | DownloadUrl::Object { download_url: url } => url,
-        };
         let endpoint = call.endpoint.clone();
         Url::parse(text.trim()).map_err(|source| NarrativeError::Url {
             what: format!("download link answered by {endpoint}"),
             source,
         })
+    }
+
+    /// The link in a download answer: a JSON string (legacy), `{download_url}` (datasets), or
+    /// plain text. Decode errors never quote the body (it holds a signature).
+    async fn download_answer(&self, call: &Call<'_>) -> Result<String, NarrativeError> {
+        let response = self.transport().send(call).await?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| request_error(&call.endpoint, e))?;
+        match serde_json::from_slice::<DownloadUrl>(&body) {
+            Ok(DownloadUrl::Bare(url) | DownloadUrl::Object { download_url: url }) => Ok(url),
+            Err(_) => {
+                let text = std::str::from_utf8(&body).unwrap_or_default().trim();
+                if text.starts_with("https://") || text.starts_with("http://") {
+                    Ok(text.to_owned())
+                } else {
+                    Err(NarrativeError::Decode {
+                        endpoint: call.endpoint.clone(),
+                        source: <serde_json::Error as serde::de::Error>::custom(
+                            "expected a json string, an object with download_url, or a url",
+                        ),
+                    })
+                }
+            }
+        }
     }
 
     /// Starts downloading a file; the body checks its length against `Content-Length`. A

@@ -141,7 +141,8 @@ impl HttpConfig {
 }
 
 /// Configuration of the app-token client ([`NarrativeClient`](crate::NarrativeClient)).
-#[derive(Clone, Debug)]
+/// `Debug` shows neither the secret nor credentials or a query in the base URL.
+#[derive(Clone)]
 pub struct NarrativeConfig {
     /// `https://api.narrative.io` (prod), `https://api-dev.narrative.io` (dev), or a fake.
     pub base_url: Url,
@@ -153,6 +154,18 @@ pub struct NarrativeConfig {
     pub feed: FeedConfig,
     /// Timeouts and retries.
     pub http: HttpConfig,
+}
+
+impl std::fmt::Debug for NarrativeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NarrativeConfig")
+            .field("base_url", &crate::http::redacted_url(&self.base_url))
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("feed", &self.feed)
+            .field("http", &self.http)
+            .finish()
+    }
 }
 
 impl NarrativeConfig {
@@ -187,12 +200,15 @@ mod tests {
     #[test]
     fn debug_redacts_the_client_secret() {
         let config = NarrativeConfig::new(
-            Url::parse("http://127.0.0.1:1").unwrap(),
+            Url::parse("http://user:url-password@127.0.0.1:1/base?key=url-query-key").unwrap(),
             "id",
             SecretString::from("very-secret-value"),
         );
         let debug = format!("{config:?}");
-        assert!(!debug.contains("very-secret-value"), "{debug}");
+        for secret in ["very-secret-value", "url-password", "url-query-key"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+        assert!(debug.contains("http://127.0.0.1:1/base"), "{debug}");
         assert_eq!(config.feed.events_path, "/v2/app/events");
         assert_eq!(config.feed.kind, FeedKind::Events);
     }
