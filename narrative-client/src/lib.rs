@@ -50,7 +50,16 @@
 //!   when a page names one, otherwise by `offset += per_page`; the time bound (snapshots taken
 //!   strictly before the event) is applied to each snapshot's `timestamp` on our side;
 //! - a presigned link refused with 403/410 is requested once more, then the file is reported as
-//!   expired.
+//!   expired; a download whose body breaks off (reset, truncation, stall) is downloaded again
+//!   with a fresh link, up to [`RetryConfig::max_retries`] times;
+//! - `find-files` stops at a page without snapshots even when it claims `has_next`;
+//! - tolerated variations: listings wrapped in `{records: [...]}` as well as bare arrays,
+//!   `files-added` entries as `{name}`, `{path}` or strings, snapshot ids as numbers or strings,
+//!   token lifetimes as numbers or numeric strings, profile statuses in any case; unknown fields
+//!   are ignored everywhere.
+//!
+//! TLS is rustls with the *ring* provider and the platform's verifier, configured per client
+//! (no process-wide provider is installed).
 //!
 //! # Feed decoding
 //! Unknown payload types become `DeliveryEvent::Unknown { payload_type }`. A *known* type with a
