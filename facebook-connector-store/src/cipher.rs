@@ -412,4 +412,34 @@ mod tests {
         assert!(TokenKeyring::generate_key("").is_err());
         assert!(TokenKeyring::generate_key("a:b").is_err());
     }
+
+    #[test]
+    fn bad_configurations_never_echo_key_material() {
+        let entry = TokenKeyring::generate_key("k1").unwrap();
+        let material = entry.expose_secret().split_once(':').unwrap().1.to_owned();
+        let long = STANDARD.encode([7u8; 33]);
+        for bad in [
+            material.clone(),
+            format!("k!1:{material}"),
+            format!("{material}:{material}"),
+            format!("k1:{}", &material[..20]),
+            format!("k1:{material}!!"),
+            format!("k1:{material},k1:{material}"),
+            format!("k1:{long}"),
+        ] {
+            let err = TokenKeyring::parse(&SecretString::from(bad.clone())).unwrap_err();
+            let mut printed = format!("{err} {err:?}");
+            let core = Error::from(err);
+            printed.push_str(&format!(" {core} {core:?}"));
+            for secret in [&material, &long] {
+                for window in secret.as_bytes().windows(8) {
+                    let window = std::str::from_utf8(window).unwrap();
+                    assert!(
+                        !printed.contains(window),
+                        "{printed:?} echoes key material {window:?}"
+                    );
+                }
+            }
+        }
+    }
 }

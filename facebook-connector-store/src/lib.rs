@@ -9,7 +9,7 @@
 //! a database migrated by a newer binary ([`StoreError::SchemaTooNew`]) and, unless
 //! [`StoreOptions::migrate`] is set, one that still needs migrations
 //! ([`StoreError::SchemaBehind`]). The `migrate` command of both binaries calls
-//! [`Store::open`] then [`Store::migrate`]. The ports are handed out as `Arc<dyn …>`
+//! [`migrate_database`] ([`Store::open`] then [`Store::migrate`]). The ports are handed out as `Arc<dyn …>`
 //! ([`Store::profiles`], [`Store::settings`], [`Store::commands`], [`Store::jobs`]), all backed
 //! by the same pool.
 //!
@@ -291,6 +291,17 @@ impl Store {
             Inner::Sqlite(s) => Some(s),
         }
     }
+}
+
+/// The `migrate` command of both binaries: opens the database `url` names, applies this
+/// binary's pending migrations (refusing, with [`StoreError::SchemaTooNew`], a database
+/// migrated by a newer binary) and closes the pool. Safe to run again and from several
+/// processes at once.
+pub async fn migrate_database(url: &str, options: &StoreOptions) -> StoreResult<SchemaStatus> {
+    let store = Store::open(url, options).await?;
+    let status = store.migrate().await;
+    store.close().await;
+    status
 }
 
 #[cfg(test)]

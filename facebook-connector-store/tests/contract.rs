@@ -1267,6 +1267,33 @@ async fn unmigrated_database_is_behind(db: TestDb) {
     store.close().await;
 }
 
+async fn migrate_command_prepares_a_database(db: TestDb) {
+    let status = facebook_connector_store::migrate_database(&db.url, &StoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(status.applied.len(), 2, "{status:?}");
+    // again: nothing to do
+    let again = facebook_connector_store::migrate_database(&db.url, &StoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(again, status);
+    let store = Store::connect(&db.url, &StoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(store.schema_status().await.unwrap(), status);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn postgres_migrate_command_prepares_a_database() {
+    migrate_command_prepares_a_database(TestDb::postgres_empty().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_migrate_command_prepares_a_database() {
+    migrate_command_prepares_a_database(TestDb::sqlite_empty().await).await;
+}
+
 #[tokio::test]
 async fn postgres_unmigrated_database_is_behind() {
     unmigrated_database_is_behind(TestDb::postgres_empty().await).await;
@@ -1508,4 +1535,76 @@ async fn stats_read_no_finished_job(db: &TestDb) {
         let ranged = line.contains("jobs_open_status_idx") && !step.starts_with("SCAN");
         assert!(!reads_jobs || ranged, "stats scan the jobs table:\n{plan}");
     }
+}
+
+/// A database migrated by the first release, with finished jobs, gets exact statistics from
+/// the migration that introduced the maintained totals (its backfill).
+async fn upgrade_from_the_first_schema_counts_existing_jobs(db: TestDb, backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let first = "20250101000001_initial.sql";
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(backend)
+            .join(first),
+        dir.path().join(first),
+    )
+    .unwrap();
+    let old = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
+    if let Some(pg) = db.store.as_postgres() {
+        old.run(pg.pool()).await.unwrap();
+    } else {
+        old.run(db.store.as_sqlite().unwrap().pool()).await.unwrap();
+    }
+    assert!(matches!(
+        db.store.schema_status().await,
+        Err(StoreError::SchemaBehind { .. })
+    ));
+
+    // the old binary did some work
+    let (commands, jobs) = (db.store.commands(), db.store.jobs());
+    commands
+        .record_event(Revision(1), Some(command(1, profile_id(1), 4, 3)), at(0))
+        .await
+        .unwrap();
+    let a = jobs
+        .claim(&worker("w"), LEASE, at(1))
+        .await
+        .unwrap()
+        .unwrap();
+    let b = jobs
+        .claim(&worker("w"), LEASE, at(1))
+        .await
+        .unwrap()
+        .unwrap();
+    let _c = jobs
+        .claim(&worker("w"), LEASE, at(1))
+        .await
+        .unwrap()
+        .unwrap();
+    jobs.complete(&a.lease, &counters(5), at(2)).await.unwrap();
+    jobs.fail(&b.lease, "bad", &counters(5), at(2))
+        .await
+        .unwrap();
+
+    let status = db.store.migrate().await.unwrap();
+    assert_eq!(status.applied.len(), 2);
+    let stats = jobs.stats().await.unwrap();
+    assert_eq!(
+        (stats.queued, stats.running, stats.delivered, stats.failed),
+        (1, 1, 1, 1)
+    );
+    common::assert_stats_match_rows(&db).await;
+}
+
+#[tokio::test]
+async fn postgres_upgrade_from_the_first_schema_counts_existing_jobs() {
+    upgrade_from_the_first_schema_counts_existing_jobs(TestDb::postgres_empty().await, "postgres")
+        .await;
+}
+
+#[tokio::test]
+async fn sqlite_upgrade_from_the_first_schema_counts_existing_jobs() {
+    upgrade_from_the_first_schema_counts_existing_jobs(TestDb::sqlite_empty().await, "sqlite")
+        .await;
 }

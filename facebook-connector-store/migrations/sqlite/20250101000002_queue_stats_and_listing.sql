@@ -1,4 +1,4 @@
--- Queue statistics without scanning the finished jobs.
+-- Queue statistics without scanning the finished jobs, and an index for listing jobs.
 --
 -- Delivered and failed jobs pile up by the million, so their numbers are kept in one row that
 -- triggers maintain on every change into or out of those states (any code path, bulk updates
@@ -47,3 +47,7 @@ END;
 -- counting the unfinished states reads only their rows
 CREATE INDEX jobs_open_status_idx ON jobs (status)
     WHERE status IN ('queued', 'running', 'paused');
+
+-- listing jobs newest first (the operator's view) reads this index backwards instead of sorting
+-- every job
+CREATE INDEX jobs_created_idx ON jobs (created_at, id);
