@@ -7,7 +7,7 @@
 //!   off unless the binary wires the client in as a `StatusReporter`.
 //! - [`ProfileClient`] (customer bearer token):
 //!   [`ProfileDirectory`](facebook_connector_core::ports::ProfileDirectory).
-//! - `testkit` feature: [`testkit::FakeMarketplace`], an in-process fake of these endpoints on a
+//! - `testkit` feature: `testkit::FakeMarketplace`, an in-process fake of these endpoints on a
 //!   real socket.
 //!
 //! # Authentication
