@@ -26,7 +26,26 @@
 //! `status IN ('queued', 'running')` — read from a partial index holding only those rows, so
 //! a claim costs O(log n) in the unfinished jobs, however many finished ones pile up. Every
 //! claim increments the job's `lease_generation`; lease-checked operations match on
-//! (id, owner, generation, running), so a stale holder gets `Conflict` and changes nothing.
+//! (id, owner, generation, running), so a stale holder gets `Conflict` and changes nothing,
+//! even when it presents the same owner name as the current holder. A job released by its
+//! holder (`retry_at`, `pause`) or requeued by an operator while its profile needs
+//! re-authorisation waits `paused`, so claims never have to step over it.
+//!
+//! # Statistics
+//! `stats()` does not grow with finished jobs: the unfinished states are counted from the
+//! partial index `jobs_open_status_idx`, and the delivered/failed numbers come from the
+//! `job_totals` row, kept exact by triggers on every insert, update and delete of `jobs`
+//! (statement-level on PostgreSQL, one update per statement however many jobs it moved).
+//!
+//! # Transactions
+//! Every method is one transaction. On SQLite every multi-statement method starts with
+//! `BEGIN IMMEDIATE` (sqlx's `begin()` would issue a deferred `BEGIN`, whose later lock upgrade
+//! fails at once, without the busy timeout, when another writer committed in between); the
+//! single-statement ones take the write lock with their statement. On PostgreSQL
+//! (`READ COMMITTED`), claims lock their row with `FOR UPDATE SKIP LOCKED`, and the operations
+//! that release jobs of a profile lock the profile row `FOR SHARE` first, so they serialise
+//! with `mark_needs_reauth` / `reauthorize`. Lock order is always profile, then jobs, then
+//! `job_totals`, so these transactions cannot deadlock one another.
 
 mod backend;
 mod cipher;
