@@ -29,7 +29,10 @@
 //! (id, owner, generation, running), so a stale holder gets `Conflict` and changes nothing,
 //! even when it presents the same owner name as the current holder. A job released by its
 //! holder (`retry_at`, `pause`) or requeued by an operator while its profile needs
-//! re-authorisation waits `paused`, so claims never have to step over it.
+//! re-authorisation waits `paused`, so claims never have to step over it; `mark_needs_reauth`
+//! also pauses the profile's running jobs whose lease already expired (their holder is gone).
+//! A running job whose lease expires later stays `running`, unclaimable, until the profile is
+//! re-authorised.
 //!
 //! # Statistics
 //! `stats()` does not grow with finished jobs: the unfinished states are counted from the

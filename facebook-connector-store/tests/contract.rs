@@ -1385,7 +1385,7 @@ async fn released_jobs_of_a_reauth_profile_wait_paused(db: &TestDb) {
     let p = profile(1, 7, at(0));
     profiles.insert_profile(&p).await.unwrap();
     commands
-        .record_event(Revision(1), Some(command(1, p.id, 2, 5)), at(0))
+        .record_event(Revision(1), Some(command(1, p.id, 3, 5)), at(0))
         .await
         .unwrap();
     let a = jobs
@@ -1398,14 +1398,27 @@ async fn released_jobs_of_a_reauth_profile_wait_paused(db: &TestDb) {
         .await
         .unwrap()
         .unwrap();
-    // both jobs are running: nothing to pause yet
+    // the holder of the third job vanished: its lease runs out before the token breaks
+    let gone = jobs
+        .claim(&worker("w9"), Duration::from_secs(1), at(1))
+        .await
+        .unwrap()
+        .unwrap();
+    // a and b are held: only the abandoned job is paused
     assert_eq!(
         profiles
             .mark_needs_reauth(p.id, "error 190", at(2))
             .await
             .unwrap(),
-        0
+        1
     );
+    let job = jobs.get_job(gone.job.id).await.unwrap().unwrap();
+    assert_eq!((job.status, job.attempts), (JobStatus::Paused, 1));
+    assert!(matches!(
+        jobs.complete(&gone.lease, &DeliveryCounters::default(), at(3))
+            .await,
+        Err(Error::Conflict { .. })
+    ));
 
     // a transient failure releases the job: it waits paused (the attempt counts), instead of
     // sitting queued where every claim would have to skip it
@@ -1431,7 +1444,7 @@ async fn released_jobs_of_a_reauth_profile_wait_paused(db: &TestDb) {
     let job = jobs.get_job(b.job.id).await.unwrap().unwrap();
     assert_eq!((job.status, job.attempts), (JobStatus::Paused, 0));
     let stats = jobs.stats().await.unwrap();
-    assert_eq!((stats.paused, stats.queued, stats.failed), (2, 0, 0));
+    assert_eq!((stats.paused, stats.queued, stats.failed), (3, 0, 0));
     assert!(
         jobs.claim(&worker("w3"), LEASE, at(100))
             .await
@@ -1449,13 +1462,13 @@ async fn released_jobs_of_a_reauth_profile_wait_paused(db: &TestDb) {
             .reauthorize(p.id, &token, None, &user, at(101))
             .await
             .unwrap(),
-        2
+        3
     );
     let mut claimed = HashSet::new();
     while let Some(c) = jobs.claim(&worker("w3"), LEASE, at(102)).await.unwrap() {
         claimed.insert(c.job.id);
     }
-    assert_eq!(claimed, HashSet::from([a.job.id, b.job.id]));
+    assert_eq!(claimed, HashSet::from([a.job.id, b.job.id, gone.job.id]));
 }
 
 async fn stats_read_no_finished_job(db: &TestDb) {

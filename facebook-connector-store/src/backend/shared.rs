@@ -584,9 +584,12 @@ impl ProfileStore for SqlStore {
         if updated == 0 {
             return Err(profile_not_found(id).into());
         }
+        // queued jobs, and running ones whose holder is gone (lease expired): those would
+        // otherwise stay `running` until the profile is re-authorised
         let paused = sqlx::query(
-            "UPDATE jobs SET status = 'paused', last_error = $2, updated_at = $3 \
-             WHERE profile_id = $1 AND status = 'queued'",
+            "UPDATE jobs SET status = 'paused', last_error = $2, lease_owner = NULL, \
+             lease_expires_at = NULL, updated_at = $3 WHERE profile_id = $1 \
+             AND (status = 'queued' OR (status = 'running' AND lease_expires_at <= $3))",
         )
         .bind(id.0)
         .bind(reason)
