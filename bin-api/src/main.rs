@@ -1,1 +1,74 @@
-fn main() {}
+//! `facebook-connector-api`: the HTTP API the marketplace UI calls to manage profiles.
+//!
+//! The routes arrive with their own issue; the `migrate` command, shared with the worker, is
+//! here already so either binary can prepare the database.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use facebook_connector_store::{StoreOptions, migrate_database};
+
+/// The Facebook connector's HTTP API.
+#[derive(Debug, Parser)]
+#[command(name = "facebook-connector-api", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply this binary's database migrations (safe to repeat; refuses a newer schema).
+    Migrate {
+        /// Database URL: `postgres://…` or `sqlite://path?mode=rwc` (the embedded default).
+        #[arg(
+            long,
+            env = "DB_URL",
+            default_value = "sqlite://facebook-connector.db?mode=rwc",
+            hide_env_values = true
+        )]
+        database_url: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Migrate { database_url } => {
+            match runtime.block_on(migrate_database(&database_url, &StoreOptions::default())) {
+                Ok(status) => {
+                    match status.version() {
+                        Some(version) => println!("database schema is at version {version}"),
+                        None => println!("database schema is empty"),
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {}", error_chain(&e));
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}

@@ -32,6 +32,17 @@ enum Command {
               value_parser = clap::value_parser!(u64).range(1..=10_000))]
         batch_size: u64,
     },
+    /// Apply this binary's database migrations (safe to repeat; refuses a newer schema).
+    Migrate {
+        /// Database URL: `postgres://…` or `sqlite://path?mode=rwc` (the embedded default).
+        #[arg(
+            long,
+            env = "DB_URL",
+            default_value = "sqlite://facebook-connector.db?mode=rwc",
+            hide_env_values = true
+        )]
+        database_url: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,6 +81,7 @@ pub fn main() -> ExitCode {
             // range-checked by clap to 1..=10000
             usize::try_from(batch_size).unwrap_or(facebook_connector_core::payload::MAX_BATCH_SIZE),
         ),
+        Command::Migrate { database_url } => crate::migrate::run(&database_url),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,7 +11,7 @@ use facebook_connector_core::payload::PayloadBuilder;
 use facebook_connector_core::source::{ParseStats, RecordReader, RecordSource};
 use indicatif::{ProgressBar, ProgressStyle};
 
-type CliResult = Result<(), Box<dyn StdError + Send + Sync>>;
+pub type CliResult = Result<(), Box<dyn StdError + Send + Sync>>;
 
 /// Prints one JSON line per record.
 pub fn parse(file: Option<&Path>, format: RecordFormat) -> CliResult {

@@ -40,7 +40,11 @@ fn parse_prints_one_line_per_record_and_a_summary() {
     assert_eq!(lines.len(), 13);
     assert_eq!(lines[7], Value::Null, "line 8 is not JSON");
     assert_eq!(lines[11], Value::Null, "line 12 is an array");
-    assert_eq!(lines[10], serde_json::json!({}), "full_name alone maps to nothing");
+    assert_eq!(
+        lines[10],
+        serde_json::json!({}),
+        "full_name alone maps to nothing"
+    );
     assert_eq!(lines[3]["EMAIL"], MARY_HASH);
     assert_eq!(lines[2]["MADID"], "ab12cd34-0000-4000-8000-00000000aaaa");
     // keys come in schema order (checked on the raw text: serde_json's map sorts keys)
@@ -52,8 +56,14 @@ fn parse_prints_one_line_per_record_and_a_summary() {
         .collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{first_line}");
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains("records: 11 (9 sendable members, 2 unmatchable)"), "{stderr}");
-    assert!(stderr.contains("rejected lines: 2 (line 8, 12)"), "{stderr}");
+    assert!(
+        stderr.contains("records: 11 (9 sendable members, 2 unmatchable)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("rejected lines: 2 (line 8, 12)"),
+        "{stderr}"
+    );
     assert!(stderr.contains("raw_email: 1"), "{stderr}");
 }
 
@@ -66,14 +76,19 @@ fn parse_reads_standard_input() {
         .unwrap();
     assert!(output.status.success());
     let lines = stdout_lines(&output);
-    assert_eq!(lines, vec![serde_json::json!({ "EMAIL": MARY_HASH }), Value::Null]);
+    assert_eq!(
+        lines,
+        vec![serde_json::json!({ "EMAIL": MARY_HASH }), Value::Null]
+    );
 }
 
 #[test]
 fn payload_batches_sendable_members_in_order() {
     let mut input = String::new();
     for i in 0..5 {
-        input.push_str(&format!("{{\"data\": {{\"raw_email\": \"user{i}@example.com\"}}}}\n"));
+        input.push_str(&format!(
+            "{{\"data\": {{\"raw_email\": \"user{i}@example.com\"}}}}\n"
+        ));
         // unmatchable records in between are skipped
         input.push_str("{\"data\": {\"hl7_gender\": {\"gender\": \"f\"}}}\n");
     }
@@ -94,7 +109,10 @@ fn payload_batches_sendable_members_in_order() {
     assert_eq!(batches[2]["schema"], serde_json::json!(["EMAIL", "MADID"]));
     assert_eq!(batches[2]["data"][1], serde_json::json!(["", "aaaa-bbbb"]));
     let text = String::from_utf8(output.stdout).unwrap();
-    assert!(text.starts_with("{\"schema\":[\"EMAIL\"],\"data\":[[\""), "{text}");
+    assert!(
+        text.starts_with("{\"schema\":[\"EMAIL\"],\"data\":[[\""),
+        "{text}"
+    );
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("batches: 3"), "{stderr}");
     assert!(stderr.contains("5 unmatchable"), "{stderr}");
@@ -146,7 +164,12 @@ fn a_corrupt_parquet_file_is_a_clear_error() {
 #[test]
 fn parquet_input_gives_the_same_members_and_payloads_as_json() {
     let rows: Vec<(Option<&str>, Option<&str>, Option<&str>, Option<i64>)> = vec![
-        (Some("John"), Some("Smith"), Some(" John@Example.com"), Some(1975)),
+        (
+            Some("John"),
+            Some("Smith"),
+            Some(" John@Example.com"),
+            Some(1975),
+        ),
         (Some("Zoë"), None, None, Some(1800)),
         (None, None, Some("mary@example.com"), None),
         (Some("José"), Some("García"), None, None),
@@ -244,6 +267,50 @@ fn parquet_input_gives_the_same_members_and_payloads_as_json() {
     let lines = stdout_lines(&parsed);
     assert_eq!(lines.len(), rows.len());
     assert_eq!(lines[2]["EMAIL"], MARY_HASH);
-    assert!(lines[1].get("DOBY").is_none(), "1800 is outside 1900..=current year");
+    assert!(
+        lines[1].get("DOBY").is_none(),
+        "1800 is outside 1900..=current year"
+    );
     assert_eq!(lines[4], serde_json::json!({}));
+}
+
+#[test]
+fn migrate_prepares_an_embedded_database_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("fc.db").display());
+    for _ in 0..2 {
+        let output = worker()
+            .args(["migrate", "--database-url", &url])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        assert!(
+            stdout.starts_with("database schema is at version "),
+            "{stdout}"
+        );
+    }
+    // the environment variable of the original connector is honoured too
+    let output = worker()
+        .arg("migrate")
+        .env("DB_URL", &url)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+}
+
+#[test]
+fn migrate_reports_an_unreachable_database_without_its_password() {
+    let output = worker()
+        .args([
+            "migrate",
+            "--database-url",
+            "postgres://someone:hunter2-secret@127.0.0.1:1/none?connect_timeout=2",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(!stderr.contains("hunter2-secret"), "{stderr}");
 }
