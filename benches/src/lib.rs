@@ -22,7 +22,11 @@ pub struct Rng(u64);
 impl Rng {
     /// Seeds the generator (0 is replaced by a fixed non-zero seed).
     pub fn new(seed: u64) -> Self {
-        Rng(if seed == 0 { 0x9E37_79B9_7F4A_7C15 } else { seed })
+        Rng(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
     }
 
     /// Next 64 random bits.
@@ -52,16 +56,64 @@ impl Rng {
 }
 
 const GIVEN: &[&str] = &[
-    "John", "Mary", "José", "Zoë", "Łukasz", "Søren", "Ana-María", "O'Brien", "Chloé", "Björn",
-    "Françoise", "Mohammed", "Yuki", "Ærin", "Wei", "Siobhán", "Jean \"JJ\"", "Émile",
+    "John",
+    "Mary",
+    "José",
+    "Zoë",
+    "Łukasz",
+    "Søren",
+    "Ana-María",
+    "O'Brien",
+    "Chloé",
+    "Björn",
+    "Françoise",
+    "Mohammed",
+    "Yuki",
+    "Ærin",
+    "Wei",
+    "Siobhán",
+    "Jean \"JJ\"",
+    "Émile",
 ];
 const FAMILY: &[&str] = &[
-    "Smith", "García", "Müller", "Nowak", "Øvergård", "Dupont", "O'Neil", "van der Berg",
-    "Kowalczyk", "Ibáñez", "Nguyễn", "Brontë", "Fernández\\Ruiz", "Håkansson",
+    "Smith",
+    "García",
+    "Müller",
+    "Nowak",
+    "Øvergård",
+    "Dupont",
+    "O'Neil",
+    "van der Berg",
+    "Kowalczyk",
+    "Ibáñez",
+    "Nguyễn",
+    "Brontë",
+    "Fernández\\Ruiz",
+    "Håkansson",
 ];
-const DOMAINS: &[&str] = &["example.com", "example.org", "mail.example.net", "exämple.de"];
-const CITIES: &[&str] = &["San Francisco", "New York", "Zürich", "St. Louis", "Montréal", "Austin"];
-const REGIONS: &[&str] = &["California", "NY", "Texas", "new york", "ZH", "Québec", "District of Columbia"];
+const DOMAINS: &[&str] = &[
+    "example.com",
+    "example.org",
+    "mail.example.net",
+    "exämple.de",
+];
+const CITIES: &[&str] = &[
+    "San Francisco",
+    "New York",
+    "Zürich",
+    "St. Louis",
+    "Montréal",
+    "Austin",
+];
+const REGIONS: &[&str] = &[
+    "California",
+    "NY",
+    "Texas",
+    "new york",
+    "ZH",
+    "Québec",
+    "District of Columbia",
+];
 const COUNTRIES: &[&str] = &["US", "us", "FR", "DE", " CA ", "USA", "GB"];
 const GENDERS: &[&str] = &["Male", "female", "M", "f", "unknown", " FEMALE "];
 
@@ -199,13 +251,19 @@ impl GeneratedRecord {
             o.insert("raw_email".into(), s(v));
         }
         if let Some(v) = &self.hashed_email {
-            o.insert("sha256_hashed_email".into(), serde_json::json!({ "value": v }));
+            o.insert(
+                "sha256_hashed_email".into(),
+                serde_json::json!({ "value": v }),
+            );
         }
         if let Some(v) = &self.telephone {
             o.insert("telephone_number".into(), s(v));
         }
         if let Some((t, v)) = &self.unique_id {
-            o.insert("unique_id".into(), serde_json::json!({ "type": t, "value": v }));
+            o.insert(
+                "unique_id".into(),
+                serde_json::json!({ "type": t, "value": v }),
+            );
         }
         if let Some(v) = &self.gender {
             o.insert("hl7_gender".into(), serde_json::json!({ "gender": v }));
@@ -286,7 +344,11 @@ pub fn write_parquet(
     let schema = Arc::new(Schema::new(vec![
         Field::new("person_name", DataType::Struct(person.clone()), true),
         Field::new("raw_email", utf8(), true),
-        Field::new("sha256_hashed_email", DataType::Struct(hashed.clone()), true),
+        Field::new(
+            "sha256_hashed_email",
+            DataType::Struct(hashed.clone()),
+            true,
+        ),
         Field::new("telephone_number", utf8(), true),
         Field::new("unique_id", DataType::Struct(uid.clone()), true),
         Field::new("hl7_gender", DataType::Struct(gender.clone()), true),
@@ -378,8 +440,14 @@ mod tests {
             let n = v.as_object().unwrap().len();
             assert!((2..=12).contains(&n), "{line}");
         }
-        assert!(text.contains("\\\\") || text.contains("\\\""), "escapes are generated");
-        assert!(text.chars().any(|c| !c.is_ascii()), "non-ASCII names are generated");
+        assert!(
+            text.contains("\\\\") || text.contains("\\\""),
+            "escapes are generated"
+        );
+        assert!(
+            text.chars().any(|c| !c.is_ascii()),
+            "non-ASCII names are generated"
+        );
         let avg = text.len() / lines.len();
         assert!((60..400).contains(&avg), "average line length {avg}");
     }
