@@ -18,9 +18,15 @@ pub(crate) enum Check {
     Valid,
 }
 
+/// Capital sigma, the one letter whose lowercase depends on its context (`ς` at the end of a
+/// word): strings holding it go through `str::to_lowercase`, the others char by char.
+const CAPITAL_SIGMA: char = '\u{3a3}';
+
 fn push_lowercase(out: &mut String, s: &str) {
     if s.is_ascii() {
         out.extend(s.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+    } else if s.contains(CAPITAL_SIGMA) {
+        out.push_str(&s.to_lowercase());
     } else {
         out.extend(s.chars().flat_map(char::to_lowercase));
     }
@@ -95,6 +101,9 @@ pub(crate) fn letters(raw: &str, out: &mut String) -> Check {
                 .filter(u8::is_ascii_alphabetic)
                 .map(|b| char::from(b.to_ascii_lowercase())),
         );
+    } else if raw.contains(CAPITAL_SIGMA) {
+        let nfc: String = raw.nfc().collect();
+        out.extend(nfc.to_lowercase().chars().filter(|l| l.is_alphabetic()));
     } else {
         for c in raw.nfc() {
             for l in c.to_lowercase() {
@@ -165,11 +174,16 @@ pub(crate) fn region(raw: &str, out: &mut String) -> Check {
 /// its first 5 digits.
 pub(crate) fn zip(raw: &str, out: &mut String) -> Check {
     out.clear();
-    for c in raw.chars().filter(|c| !c.is_whitespace()) {
-        if c.is_ascii() {
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.extend(c.to_lowercase());
+    if raw.contains(CAPITAL_SIGMA) {
+        // lowercase the whole value first: a final sigma depends on its neighbours
+        out.extend(raw.to_lowercase().chars().filter(|c| !c.is_whitespace()));
+    } else {
+        for c in raw.chars().filter(|c| !c.is_whitespace()) {
+            if c.is_ascii() {
+                out.push(c.to_ascii_lowercase());
+            } else {
+                out.extend(c.to_lowercase());
+            }
         }
     }
     let b = out.as_bytes();
@@ -214,9 +228,11 @@ pub(crate) fn birthdate(raw: &str) -> Result<Option<Date>, ()> {
             .map(Some)
             .map_err(|_| ());
     }
-    OffsetDateTime::parse(s, &Rfc3339)
-        .map(|t| Some(t.to_offset(UtcOffset::UTC).date()))
-        .map_err(|_| ())
+    let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| ())?;
+    // `to_offset` panics when the UTC instant leaves the representable years
+    t.checked_to_offset(UtcOffset::UTC)
+        .map(|t| Some(t.date()))
+        .ok_or(())
 }
 
 /// `birth_year` given as a string: exactly four ASCII digits (surrounding spaces trimmed).
@@ -333,6 +349,23 @@ mod tests {
             assert_eq!(run(letters, input), (*check, out.to_string()), "{input:?}");
         }
         assert_eq!(first_char("émile"), "é");
+    }
+
+    /// Found by the differential check: lowercasing was done char by char, which maps every
+    /// capital sigma to `σ`; Unicode's lowercase of a string (Rust's `str::to_lowercase`,
+    /// Python's `str.lower`) gives the final form `ς` at the end of a word.
+    #[test]
+    fn capital_sigma_at_word_end_lowercases_to_final_sigma() {
+        use Check::*;
+        assert_eq!(run(letters, "ΣΟΦΟΣ"), (Valid, "σοφος".to_string()));
+        assert_eq!(run(letters, "ΟΔΥΣΣΕΑΣ."), (Valid, "οδυσσεας".to_string()));
+        assert_eq!(run(letters, "ΝΙΚΟΣ ΣΑΣ"), (Valid, "νικοςσας".to_string()));
+        assert_eq!(run(letters, "Σ"), (Valid, "σ".to_string()));
+        assert_eq!(run(email, "ΣΑΣ@x.gr"), (Valid, "σας@x.gr".to_string()));
+        assert_eq!(run(madid, "ΑΣ-1"), (Valid, "ας-1".to_string()));
+        // lowercase, then remove spaces (the spec's order)
+        assert_eq!(run(zip, "ΑΣ 12"), (Valid, "ας12".to_string()));
+        assert_eq!(run(zip, "ΣΑΣ1"), (Valid, "σας1".to_string()));
         assert_eq!(first_char("j"), "j");
         assert_eq!(first_char("山田"), "山");
     }
@@ -424,5 +457,14 @@ mod tests {
         assert_eq!(year_string("1980.0"), Err(()));
         assert_eq!(year_string("+980"), Err(()));
         assert_eq!(year_string(""), Ok(None));
+    }
+
+    /// Found by the differential check: a timestamp whose UTC instant leaves the years
+    /// -9999..=9999 made `to_offset` panic; it is an invalid birthdate instead.
+    #[test]
+    fn birthdate_outside_representable_range_after_utc_is_invalid() {
+        assert_eq!(birthdate("9999-12-31T23:00:00-02:00"), Err(()));
+        assert_eq!(birthdate("-9999-01-01T00:30:00+01:00"), Err(()));
+        assert!(birthdate("9999-12-31T23:00:00+02:00").is_ok());
     }
 }
