@@ -332,22 +332,14 @@ mod tests {
 
     #[test]
     fn backend_comes_from_the_url_scheme() {
-        assert_eq!(
-            Backend::from_url("postgres://u:secret@h/db").ok(),
-            Some(Backend::Postgres)
-        );
-        assert_eq!(
-            Backend::from_url("postgresql://h/db").ok(),
-            Some(Backend::Postgres)
-        );
-        assert_eq!(
-            Backend::from_url("sqlite::memory:").ok(),
-            Some(Backend::Sqlite)
-        );
-        assert_eq!(
-            Backend::from_url("sqlite://data/fbc.db?mode=rwc").ok(),
-            Some(Backend::Sqlite)
-        );
+        for (url, backend) in [
+            ("postgres://u:secret@h/db", Backend::Postgres),
+            ("postgresql://h/db", Backend::Postgres),
+            ("sqlite::memory:", Backend::Sqlite),
+            ("sqlite://data/fbc.db?mode=rwc", Backend::Sqlite),
+        ] {
+            assert_eq!(Backend::from_url(url).ok(), Some(backend), "{url}");
+        }
         let err = Backend::from_url("mysql://u:secret@h/db").err();
         let text = err.map(|e| e.to_string()).unwrap_or_default();
         assert!(text.contains("mysql") && !text.contains("secret"), "{text}");

@@ -11,16 +11,42 @@ use std::time::Duration;
 use common::{TestDb, at, command, profile, profile_id, settings_id, t0};
 use facebook_connector_core::Error;
 use facebook_connector_core::domain::{
-    Audience, AudienceId, Checkpoint, CompanyId, DeliveryCounters, DeliveryState, EncryptedToken,
-    FacebookUser, FacebookUserId, FileStatus, JobId, JobStatus, RetryOutcome, Revision, WorkerId,
+    Audience, AudienceId, Checkpoint, ClaimedJob, CompanyId, DeliveryCounters, DeliveryState,
+    EncryptedToken, FacebookUser, FacebookUserId, FileStatus, JobId, JobStatus, NewCommand,
+    RetryOutcome, Revision, WorkerId,
 };
-use facebook_connector_core::ports::{CommandFilter, JobFilter, RecordOutcome, SettingsClaim};
+use facebook_connector_core::ports::{
+    CommandFilter, CommandStore, JobFilter, JobQueue, RecordOutcome, SettingsClaim,
+};
 use facebook_connector_store::{Store, StoreError, StoreOptions};
+use time::OffsetDateTime;
 
 const LEASE: Duration = Duration::from_secs(30);
 
 fn worker(name: &str) -> WorkerId {
     WorkerId(name.to_owned())
+}
+
+/// The job `name` claims at `now` under a [`LEASE`], if one is claimable.
+async fn try_claim(jobs: &dyn JobQueue, name: &str, now: OffsetDateTime) -> Option<ClaimedJob> {
+    jobs.claim(&worker(name), LEASE, now).await.unwrap()
+}
+
+/// The job `name` claims at `now` under a [`LEASE`]; there must be one.
+async fn claim(jobs: &dyn JobQueue, name: &str, now: OffsetDateTime) -> ClaimedJob {
+    try_claim(jobs, name, now).await.unwrap()
+}
+
+/// Records `command` with its event (at the command's revision) at `now`.
+async fn record(
+    commands: &dyn CommandStore,
+    command: NewCommand,
+    now: OffsetDateTime,
+) -> RecordOutcome {
+    commands
+        .record_event(command.revision, Some(command), now)
+        .await
+        .unwrap()
 }
 
 fn counters(n: u64) -> DeliveryCounters {
@@ -146,15 +172,8 @@ async fn needs_reauth_pauses_and_reauthorize_resumes(db: &TestDb) {
     let (profiles, commands, jobs) = (db.store.profiles(), db.store.commands(), db.store.jobs());
     let p = profile(1, 7, at(0));
     profiles.insert_profile(&p).await.unwrap();
-    commands
-        .record_event(Revision(1), Some(command(1, p.id, 3, 5)), at(0))
-        .await
-        .unwrap();
-    let running = jobs
-        .claim(&worker("w1"), LEASE, at(1))
-        .await
-        .unwrap()
-        .unwrap();
+    record(&*commands, command(1, p.id, 3, 5), at(0)).await;
+    let running = claim(&*jobs, "w1", at(1)).await;
 
     assert_eq!(
         profiles
@@ -180,24 +199,11 @@ async fn needs_reauth_pauses_and_reauthorize_resumes(db: &TestDb) {
         "idempotent: the first reason and time are kept"
     );
     // nothing of this profile is claimable, even after the running lease expires
-    assert!(
-        jobs.claim(&worker("w2"), LEASE, at(4))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        jobs.claim(&worker("w2"), LEASE, at(100))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(try_claim(&*jobs, "w2", at(4)).await.is_none());
+    assert!(try_claim(&*jobs, "w2", at(100)).await.is_none());
 
     // a new event for the paused profile is enqueued paused
-    commands
-        .record_event(Revision(2), Some(command(2, p.id, 1, 5)), at(5))
-        .await
-        .unwrap();
+    record(&*commands, command(2, p.id, 1, 5), at(5)).await;
 
     // the worker holding a job pauses it; the attempt does not count
     jobs.pause(&running.lease, "token invalid", at(6))
@@ -232,18 +238,14 @@ async fn needs_reauth_pauses_and_reauthorize_resumes(db: &TestDb) {
     assert_eq!(stored.facebook_user, user);
     assert_eq!(stored.token_issued_at, Some(at(8)));
     let mut claimed = HashSet::new();
-    while let Some(c) = jobs.claim(&worker("w3"), LEASE, at(10)).await.unwrap() {
+    while let Some(c) = try_claim(&*jobs, "w3", at(10)).await {
         claimed.insert(c.job.id);
     }
     assert_eq!(claimed.len(), 4, "every paused job resumed");
     assert!(claimed.contains(&running.job.id));
 
     // a pause while the profile is fine again (re-authorised meanwhile) re-queues instead
-    let again = jobs
-        .claim(&worker("w3"), LEASE, at(200))
-        .await
-        .unwrap()
-        .unwrap();
+    let again = claim(&*jobs, "w3", at(200)).await;
     jobs.pause(&again.lease, "raced", at(201)).await.unwrap();
     assert_eq!(
         jobs.get_job(again.job.id).await.unwrap().unwrap().status,
@@ -255,15 +257,8 @@ async fn archive_fails_waiting_jobs(db: &TestDb) {
     let (profiles, commands, jobs) = (db.store.profiles(), db.store.commands(), db.store.jobs());
     let p = profile(1, 7, at(0));
     profiles.insert_profile(&p).await.unwrap();
-    commands
-        .record_event(Revision(1), Some(command(1, p.id, 3, 5)), at(0))
-        .await
-        .unwrap();
-    let running = jobs
-        .claim(&worker("w"), LEASE, at(1))
-        .await
-        .unwrap()
-        .unwrap();
+    record(&*commands, command(1, p.id, 3, 5), at(0)).await;
+    let running = claim(&*jobs, "w", at(1)).await;
     assert!(profiles.archive_profile(p.id, at(2)).await.unwrap());
     assert!(!profiles.archive_profile(p.id, at(3)).await.unwrap());
     assert!(
@@ -434,10 +429,7 @@ async fn record_event_and_cursor(db: &TestDb) {
     assert_eq!(commands.cursor().await.unwrap(), Some(Revision(5)));
     // replay: nothing changes (even with fresh job ids)
     assert_eq!(
-        commands
-            .record_event(Revision(5), Some(command(5, p, 2, 3)), at(1))
-            .await
-            .unwrap(),
+        record(&*commands, command(5, p, 2, 3), at(1)).await,
         RecordOutcome::AlreadyRecorded
     );
     assert_eq!(jobs.stats().await.unwrap().queued, 2);
@@ -460,17 +452,11 @@ async fn record_event_and_cursor(db: &TestDb) {
     assert_eq!(commands.cursor().await.unwrap(), Some(Revision(7)));
     // a command older than the cursor is stored, the cursor stays
     assert_eq!(
-        commands
-            .record_event(Revision(6), Some(command(6, q, 1, 3)), at(4))
-            .await
-            .unwrap(),
+        record(&*commands, command(6, q, 1, 3), at(4)).await,
         RecordOutcome::Recorded
     );
     assert_eq!(commands.cursor().await.unwrap(), Some(Revision(7)));
-    commands
-        .record_event(Revision(8), Some(command(8, p, 0, 3)), at(5))
-        .await
-        .unwrap();
+    record(&*commands, command(8, p, 0, 3), at(5)).await;
     assert_eq!(commands.cursor().await.unwrap(), Some(Revision(8)));
 
     let stored = commands.get_command(Revision(5)).await.unwrap().unwrap();
@@ -551,11 +537,7 @@ async fn record_event_and_cursor(db: &TestDb) {
         .collect();
     assert_eq!(revs, vec![6]);
     // file status filter
-    let claimed = jobs
-        .claim(&worker("w"), LEASE, at(10))
-        .await
-        .unwrap()
-        .unwrap();
+    let claimed = claim(&*jobs, "w", at(10)).await;
     jobs.fail(&claimed.lease, "bad file", &counters(10), at(11))
         .await
         .unwrap();
@@ -611,10 +593,7 @@ async fn record_event_is_atomic(db: &TestDb) {
     assert_eq!(jobs.stats().await.unwrap().queued, 1);
     // and the event can be recorded once fixed
     assert_eq!(
-        commands
-            .record_event(Revision(2), Some(command(2, p, 2, 3)), at(2))
-            .await
-            .unwrap(),
+        record(&*commands, command(2, p, 2, 3), at(2)).await,
         RecordOutcome::Recorded
     );
     assert_eq!(commands.cursor().await.unwrap(), Some(Revision(2)));
@@ -623,12 +602,7 @@ async fn record_event_is_atomic(db: &TestDb) {
 async fn claim_order_and_run_at(db: &TestDb) {
     let (commands, jobs) = (db.store.commands(), db.store.jobs());
     let p = profile_id(1);
-    assert!(
-        jobs.claim(&worker("w"), LEASE, at(0))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(try_claim(&*jobs, "w", at(0)).await.is_none());
     let first = command(1, p, 1, 3);
     let second = command(2, p, 1, 3);
     commands
@@ -640,17 +614,8 @@ async fn claim_order_and_run_at(db: &TestDb) {
         .await
         .unwrap();
     // nothing is runnable before its run_at
-    assert!(
-        jobs.claim(&worker("w"), LEASE, at(4))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    let c = jobs
-        .claim(&worker("w"), LEASE, at(20))
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(try_claim(&*jobs, "w", at(4)).await.is_none());
+    let c = claim(&*jobs, "w", at(20)).await;
     assert_eq!(c.job.id, second.jobs[0].id, "oldest runnable first");
     assert_eq!((c.job.status, c.job.attempts), (JobStatus::Running, 1));
     assert_eq!(c.lease.owner, worker("w"));
@@ -661,24 +626,11 @@ async fn claim_order_and_run_at(db: &TestDb) {
     jobs.retry_at(&c.lease, at(100), "throttled", at(21))
         .await
         .unwrap();
-    let d = jobs
-        .claim(&worker("w"), LEASE, at(22))
-        .await
-        .unwrap()
-        .unwrap();
+    let d = claim(&*jobs, "w", at(22)).await;
     assert_eq!(d.job.id, first.jobs[0].id);
     jobs.complete(&d.lease, &counters(4), at(23)).await.unwrap();
-    assert!(
-        jobs.claim(&worker("w"), LEASE, at(99))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    let e = jobs
-        .claim(&worker("w"), LEASE, at(100))
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(try_claim(&*jobs, "w", at(99)).await.is_none());
+    let e = claim(&*jobs, "w", at(100)).await;
     assert_eq!(e.job.id, second.jobs[0].id);
     assert_eq!((e.job.attempts, e.lease.generation), (2, 2));
     assert_eq!(e.job.last_error.as_deref(), Some("throttled"));
@@ -686,27 +638,10 @@ async fn claim_order_and_run_at(db: &TestDb) {
 
 async fn lease_expiry_and_stale_lease_conflicts(db: &TestDb) {
     let (commands, jobs) = (db.store.commands(), db.store.jobs());
-    commands
-        .record_event(Revision(1), Some(command(1, profile_id(1), 1, 5)), at(0))
-        .await
-        .unwrap();
-    let a = jobs
-        .claim(&worker("a"), LEASE, at(0))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        jobs.claim(&worker("b"), LEASE, at(29))
-            .await
-            .unwrap()
-            .is_none(),
-        "lease held"
-    );
-    let b = jobs
-        .claim(&worker("b"), LEASE, at(30))
-        .await
-        .unwrap()
-        .unwrap();
+    record(&*commands, command(1, profile_id(1), 1, 5), at(0)).await;
+    let a = claim(&*jobs, "a", at(0)).await;
+    assert!(try_claim(&*jobs, "b", at(29)).await.is_none(), "lease held");
+    let b = claim(&*jobs, "b", at(30)).await;
     assert_eq!(b.job.id, a.job.id, "an expired lease is re-offered");
     assert_eq!(b.lease.generation, a.lease.generation + 1);
     assert_eq!(b.job.attempts, 2);
@@ -746,49 +681,22 @@ async fn lease_expiry_and_stale_lease_conflicts(db: &TestDb) {
     conflict(jobs.complete(&b.lease, &counters(20), at(33)).await);
     conflict(jobs.heartbeat(&b.lease, LEASE, at(33)).await.map(|_| ()));
     // a finished job is never re-offered
-    assert!(
-        jobs.claim(&worker("c"), LEASE, at(1000))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(try_claim(&*jobs, "c", at(1000)).await.is_none());
 }
 
 async fn heartbeat_extends_the_lease(db: &TestDb) {
     let (commands, jobs) = (db.store.commands(), db.store.jobs());
-    commands
-        .record_event(Revision(1), Some(command(1, profile_id(1), 1, 5)), at(0))
-        .await
-        .unwrap();
-    let a = jobs
-        .claim(&worker("a"), LEASE, at(0))
-        .await
-        .unwrap()
-        .unwrap();
+    record(&*commands, command(1, profile_id(1), 1, 5), at(0)).await;
+    let a = claim(&*jobs, "a", at(0)).await;
     let extended = jobs.heartbeat(&a.lease, LEASE, at(20)).await.unwrap();
     assert_eq!(extended.expires_at, at(50));
     assert_eq!(extended.generation, a.lease.generation);
-    assert!(
-        jobs.claim(&worker("b"), LEASE, at(40))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(try_claim(&*jobs, "b", at(40)).await.is_none());
     // a lease that expired but was not taken over is still the current one
     let late = jobs.heartbeat(&extended, LEASE, at(60)).await.unwrap();
     assert_eq!(late.expires_at, at(90));
-    assert!(
-        jobs.claim(&worker("b"), LEASE, at(89))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        jobs.claim(&worker("b"), LEASE, at(90))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(try_claim(&*jobs, "b", at(89)).await.is_none());
+    assert!(try_claim(&*jobs, "b", at(90)).await.is_some());
 }
 
 async fn checkpoint_and_complete_update_the_file(db: &TestDb) {
@@ -798,16 +706,8 @@ async fn checkpoint_and_complete_update_the_file(db: &TestDb) {
         .record_event(Revision(1), Some(cmd.clone()), at(0))
         .await
         .unwrap();
-    let c = jobs
-        .claim(&worker("w"), LEASE, at(1))
-        .await
-        .unwrap()
-        .unwrap();
-    let other = jobs
-        .claim(&worker("w2"), LEASE, at(1))
-        .await
-        .unwrap()
-        .unwrap();
+    let c = claim(&*jobs, "w", at(1)).await;
+    let other = claim(&*jobs, "w2", at(1)).await;
     assert_ne!(other.job.id, c.job.id);
     let cp = Checkpoint {
         session_id: 1234,
@@ -831,11 +731,7 @@ async fn checkpoint_and_complete_update_the_file(db: &TestDb) {
 
     // a retried job keeps its checkpoint
     jobs.retry_at(&c.lease, at(2), "5xx", at(2)).await.unwrap();
-    let again = jobs
-        .claim(&worker("w"), LEASE, at(3))
-        .await
-        .unwrap()
-        .unwrap();
+    let again = claim(&*jobs, "w", at(3)).await;
     assert_eq!(again.job.id, c.job.id);
     assert_eq!(again.job.checkpoint, Some(cp));
 
@@ -853,15 +749,8 @@ async fn checkpoint_and_complete_update_the_file(db: &TestDb) {
 
 async fn retry_until_give_up(db: &TestDb) {
     let (commands, jobs) = (db.store.commands(), db.store.jobs());
-    commands
-        .record_event(Revision(1), Some(command(1, profile_id(1), 1, 2)), at(0))
-        .await
-        .unwrap();
-    let first = jobs
-        .claim(&worker("w"), LEASE, at(0))
-        .await
-        .unwrap()
-        .unwrap();
+    record(&*commands, command(1, profile_id(1), 1, 2), at(0)).await;
+    let first = claim(&*jobs, "w", at(0)).await;
     assert_eq!(
         jobs.retry_at(&first.lease, at(60), "timeout", at(1))
             .await
@@ -873,17 +762,8 @@ async fn retry_until_give_up(db: &TestDb) {
         (job.status, job.run_at, job.attempts),
         (JobStatus::Queued, at(60), 1)
     );
-    assert!(
-        jobs.claim(&worker("w"), LEASE, at(59))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    let second = jobs
-        .claim(&worker("w"), LEASE, at(60))
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(try_claim(&*jobs, "w", at(59)).await.is_none());
+    let second = claim(&*jobs, "w", at(60)).await;
     assert_eq!(second.job.attempts, 2);
     assert_eq!(
         jobs.retry_at(&second.lease, at(120), "timeout again", at(61))
@@ -901,12 +781,7 @@ async fn retry_until_give_up(db: &TestDb) {
             reason: "timeout again".into()
         }
     );
-    assert!(
-        jobs.claim(&worker("w"), LEASE, at(1000))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(try_claim(&*jobs, "w", at(1000)).await.is_none());
 }
 
 async fn fail_and_requeue(db: &TestDb) {
@@ -917,7 +792,7 @@ async fn fail_and_requeue(db: &TestDb) {
         .await
         .unwrap();
     let mut claimed = Vec::new();
-    while let Some(c) = jobs.claim(&worker("w"), LEASE, at(1)).await.unwrap() {
+    while let Some(c) = try_claim(&*jobs, "w", at(1)).await {
         claimed.push(c);
     }
     assert_eq!(claimed.len(), 3);
@@ -979,31 +854,15 @@ async fn fail_and_requeue(db: &TestDb) {
         .filter(|f| f.status == FileStatus::Pending)
         .count();
     assert_eq!(pending, 2);
-    let c = jobs
-        .claim(&worker("w"), LEASE, at(6))
-        .await
-        .unwrap()
-        .unwrap();
+    let c = claim(&*jobs, "w", at(6)).await;
     assert_eq!(c.job.attempts, 1, "fresh attempts");
 }
 
 async fn lease_expired_on_last_attempt_fails_the_job(db: &TestDb) {
     let (commands, jobs) = (db.store.commands(), db.store.jobs());
-    commands
-        .record_event(Revision(1), Some(command(1, profile_id(1), 1, 1)), at(0))
-        .await
-        .unwrap();
-    let a = jobs
-        .claim(&worker("a"), LEASE, at(0))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        jobs.claim(&worker("b"), LEASE, at(31))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    record(&*commands, command(1, profile_id(1), 1, 1), at(0)).await;
+    let a = claim(&*jobs, "a", at(0)).await;
+    assert!(try_claim(&*jobs, "b", at(31)).await.is_none());
     let job = jobs.get_job(a.job.id).await.unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Failed);
     assert!(job.last_error.unwrap().contains("lease expired"));
@@ -1022,19 +881,11 @@ async fn list_jobs_and_stats(db: &TestDb) {
         .record_event(Revision(2), Some(c2.clone()), at(1))
         .await
         .unwrap();
-    let claimed = jobs
-        .claim(&worker("w"), LEASE, at(2))
-        .await
-        .unwrap()
-        .unwrap();
+    let claimed = claim(&*jobs, "w", at(2)).await;
     jobs.complete(&claimed.lease, &counters(3), at(3))
         .await
         .unwrap();
-    let _running = jobs
-        .claim(&worker("w"), LEASE, at(4))
-        .await
-        .unwrap()
-        .unwrap();
+    let _running = claim(&*jobs, "w", at(4)).await;
 
     let all = jobs.list_jobs(&JobFilter::default()).await.unwrap();
     let ids: Vec<JobId> = all.iter().map(|j| j.id).collect();
@@ -1198,48 +1049,32 @@ async fn claim_uses_the_claimable_index(db: &TestDb) {
         .record_event(Revision(1), Some(command(1, profile_id(1), 2, 3)), t0())
         .await
         .unwrap();
+    sqlx_exec(
+        db,
+        "INSERT INTO jobs (id, revision, position, profile_id, settings_id, file, status, \
+         attempts, max_attempts, run_at, due_at, lease_generation, counters, created_at, \
+         updated_at) SELECT gen_random_uuid(), 1, g + 10, j.profile_id, j.settings_id, \
+         j.file, 'delivered', 1, 3, j.run_at, j.due_at, 1, j.counters, j.created_at, \
+         j.updated_at FROM generate_series(1, 20000) g, (SELECT * FROM jobs LIMIT 1) j",
+        "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 20000) \
+         INSERT INTO jobs (id, revision, position, profile_id, settings_id, file, status, \
+         attempts, max_attempts, run_at, due_at, lease_generation, counters, created_at, \
+         updated_at) SELECT randomblob(16), 1, g.n + 10, j.profile_id, j.settings_id, \
+         j.file, 'delivered', 1, 3, j.run_at, j.due_at, 1, j.counters, j.created_at, \
+         j.updated_at FROM g, (SELECT * FROM jobs LIMIT 1) j",
+    )
+    .await;
+    sqlx_exec(db, "ANALYZE jobs", "ANALYZE").await;
     let plan = if let Some(pg) = db.store.as_postgres() {
-        sqlx::query(
-            "INSERT INTO jobs (id, revision, position, profile_id, settings_id, file, status, \
-             attempts, max_attempts, run_at, due_at, lease_generation, counters, created_at, \
-             updated_at) SELECT gen_random_uuid(), 1, g + 10, j.profile_id, j.settings_id, \
-             j.file, 'delivered', 1, 3, j.run_at, j.due_at, 1, j.counters, j.created_at, \
-             j.updated_at FROM generate_series(1, 20000) g, (SELECT * FROM jobs LIMIT 1) j",
-        )
-        .execute(pg.pool())
-        .await
-        .unwrap();
-        sqlx::query("ANALYZE jobs")
-            .execute(pg.pool())
-            .await
-            .unwrap();
         pg.explain_claim().await.unwrap()
     } else {
-        let lite = db.store.as_sqlite().unwrap();
-        sqlx::query(
-            "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 20000) \
-             INSERT INTO jobs (id, revision, position, profile_id, settings_id, file, status, \
-             attempts, max_attempts, run_at, due_at, lease_generation, counters, created_at, \
-             updated_at) SELECT randomblob(16), 1, g.n + 10, j.profile_id, j.settings_id, \
-             j.file, 'delivered', 1, 3, j.run_at, j.due_at, 1, j.counters, j.created_at, \
-             j.updated_at FROM g, (SELECT * FROM jobs LIMIT 1) j",
-        )
-        .execute(lite.pool())
-        .await
-        .unwrap();
-        sqlx::query("ANALYZE").execute(lite.pool()).await.unwrap();
-        lite.explain_claim().await.unwrap()
+        db.store.as_sqlite().unwrap().explain_claim().await.unwrap()
     };
     assert!(
         plan.contains("jobs_claimable_idx"),
         "claim does not use the index:\n{plan}"
     );
-    let c = db
-        .store
-        .jobs()
-        .claim(&worker("w"), LEASE, at(1))
-        .await
-        .unwrap();
+    let c = try_claim(&*db.store.jobs(), "w", at(1)).await;
     assert!(c.is_some());
 }
 
@@ -1384,20 +1219,9 @@ async fn released_jobs_of_a_reauth_profile_wait_paused(db: &TestDb) {
     let (profiles, commands, jobs) = (db.store.profiles(), db.store.commands(), db.store.jobs());
     let p = profile(1, 7, at(0));
     profiles.insert_profile(&p).await.unwrap();
-    commands
-        .record_event(Revision(1), Some(command(1, p.id, 3, 5)), at(0))
-        .await
-        .unwrap();
-    let a = jobs
-        .claim(&worker("w1"), LEASE, at(1))
-        .await
-        .unwrap()
-        .unwrap();
-    let b = jobs
-        .claim(&worker("w2"), LEASE, at(1))
-        .await
-        .unwrap()
-        .unwrap();
+    record(&*commands, command(1, p.id, 3, 5), at(0)).await;
+    let a = claim(&*jobs, "w1", at(1)).await;
+    let b = claim(&*jobs, "w2", at(1)).await;
     // the holder of the third job vanished: its lease runs out before the token breaks
     let gone = jobs
         .claim(&worker("w9"), Duration::from_secs(1), at(1))
@@ -1445,12 +1269,7 @@ async fn released_jobs_of_a_reauth_profile_wait_paused(db: &TestDb) {
     assert_eq!((job.status, job.attempts), (JobStatus::Paused, 0));
     let stats = jobs.stats().await.unwrap();
     assert_eq!((stats.paused, stats.queued, stats.failed), (3, 0, 0));
-    assert!(
-        jobs.claim(&worker("w3"), LEASE, at(100))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(try_claim(&*jobs, "w3", at(100)).await.is_none());
 
     let token = EncryptedToken("k1:fresh".into());
     let user = FacebookUser {
@@ -1465,7 +1284,7 @@ async fn released_jobs_of_a_reauth_profile_wait_paused(db: &TestDb) {
         3
     );
     let mut claimed = HashSet::new();
-    while let Some(c) = jobs.claim(&worker("w3"), LEASE, at(102)).await.unwrap() {
+    while let Some(c) = try_claim(&*jobs, "w3", at(102)).await {
         claimed.insert(c.job.id);
     }
     assert_eq!(claimed, HashSet::from([a.job.id, b.job.id, gone.job.id]));
@@ -1479,55 +1298,32 @@ async fn stats_read_no_finished_job(db: &TestDb) {
         .unwrap();
     // finished jobs inserted behind the store's back are counted too (the triggers see every
     // write), and so are their removal and a change of state
+    sqlx_exec(
+        db,
+        "INSERT INTO jobs (id, revision, position, profile_id, settings_id, file, status, \
+         attempts, max_attempts, run_at, due_at, lease_generation, counters, created_at, \
+         updated_at) SELECT gen_random_uuid(), 1, g + 10, j.profile_id, j.settings_id, \
+         j.file, CASE WHEN g % 10 = 0 THEN 'failed' ELSE 'delivered' END, 1, 3, j.run_at, \
+         j.due_at, 1, j.counters, j.created_at, j.updated_at \
+         FROM generate_series(1, 20000) g, (SELECT * FROM jobs LIMIT 1) j",
+        "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 20000) \
+         INSERT INTO jobs (id, revision, position, profile_id, settings_id, file, status, \
+         attempts, max_attempts, run_at, due_at, lease_generation, counters, created_at, \
+         updated_at) SELECT randomblob(16), 1, g.n + 10, j.profile_id, j.settings_id, \
+         j.file, CASE WHEN g.n % 10 = 0 THEN 'failed' ELSE 'delivered' END, 1, 3, j.run_at, \
+         j.due_at, 1, j.counters, j.created_at, j.updated_at \
+         FROM g, (SELECT * FROM jobs LIMIT 1) j",
+    )
+    .await;
+    let delete = "DELETE FROM jobs WHERE position IN (20, 21)";
+    sqlx_exec(db, delete, delete).await;
+    let update = "UPDATE jobs SET status = 'delivered' WHERE position = 30";
+    sqlx_exec(db, update, update).await;
+    sqlx_exec(db, "ANALYZE jobs", "ANALYZE").await;
     let plan = if let Some(pg) = db.store.as_postgres() {
-        sqlx::query(
-            "INSERT INTO jobs (id, revision, position, profile_id, settings_id, file, status, \
-             attempts, max_attempts, run_at, due_at, lease_generation, counters, created_at, \
-             updated_at) SELECT gen_random_uuid(), 1, g + 10, j.profile_id, j.settings_id, \
-             j.file, CASE WHEN g % 10 = 0 THEN 'failed' ELSE 'delivered' END, 1, 3, j.run_at, \
-             j.due_at, 1, j.counters, j.created_at, j.updated_at \
-             FROM generate_series(1, 20000) g, (SELECT * FROM jobs LIMIT 1) j",
-        )
-        .execute(pg.pool())
-        .await
-        .unwrap();
-        sqlx::query("DELETE FROM jobs WHERE position IN (20, 21)")
-            .execute(pg.pool())
-            .await
-            .unwrap();
-        sqlx::query("UPDATE jobs SET status = 'delivered' WHERE position = 30")
-            .execute(pg.pool())
-            .await
-            .unwrap();
-        sqlx::query("ANALYZE jobs")
-            .execute(pg.pool())
-            .await
-            .unwrap();
         pg.explain_stats().await.unwrap()
     } else {
-        let lite = db.store.as_sqlite().unwrap();
-        sqlx::query(
-            "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 20000) \
-             INSERT INTO jobs (id, revision, position, profile_id, settings_id, file, status, \
-             attempts, max_attempts, run_at, due_at, lease_generation, counters, created_at, \
-             updated_at) SELECT randomblob(16), 1, g.n + 10, j.profile_id, j.settings_id, \
-             j.file, CASE WHEN g.n % 10 = 0 THEN 'failed' ELSE 'delivered' END, 1, 3, j.run_at, \
-             j.due_at, 1, j.counters, j.created_at, j.updated_at \
-             FROM g, (SELECT * FROM jobs LIMIT 1) j",
-        )
-        .execute(lite.pool())
-        .await
-        .unwrap();
-        sqlx::query("DELETE FROM jobs WHERE position IN (20, 21)")
-            .execute(lite.pool())
-            .await
-            .unwrap();
-        sqlx::query("UPDATE jobs SET status = 'delivered' WHERE position = 30")
-            .execute(lite.pool())
-            .await
-            .unwrap();
-        sqlx::query("ANALYZE").execute(lite.pool()).await.unwrap();
-        lite.explain_stats().await.unwrap()
+        db.store.as_sqlite().unwrap().explain_stats().await.unwrap()
     };
     eprintln!("stats plan:\n{plan}");
     let stats = db.store.jobs().stats().await.unwrap();
@@ -1576,25 +1372,10 @@ async fn upgrade_from_the_first_schema_counts_existing_jobs(db: TestDb, backend:
 
     // the old binary did some work
     let (commands, jobs) = (db.store.commands(), db.store.jobs());
-    commands
-        .record_event(Revision(1), Some(command(1, profile_id(1), 4, 3)), at(0))
-        .await
-        .unwrap();
-    let a = jobs
-        .claim(&worker("w"), LEASE, at(1))
-        .await
-        .unwrap()
-        .unwrap();
-    let b = jobs
-        .claim(&worker("w"), LEASE, at(1))
-        .await
-        .unwrap()
-        .unwrap();
-    let _c = jobs
-        .claim(&worker("w"), LEASE, at(1))
-        .await
-        .unwrap()
-        .unwrap();
+    record(&*commands, command(1, profile_id(1), 4, 3), at(0)).await;
+    let a = claim(&*jobs, "w", at(1)).await;
+    let b = claim(&*jobs, "w", at(1)).await;
+    let _c = claim(&*jobs, "w", at(1)).await;
     jobs.complete(&a.lease, &counters(5), at(2)).await.unwrap();
     jobs.fail(&b.lease, "bad", &counters(5), at(2))
         .await

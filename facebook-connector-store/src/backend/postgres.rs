@@ -54,25 +54,23 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgr
 include!("shared.rs");
 
 impl SqlStore {
-    /// The query plan of the claim query (`EXPLAIN`), to check that it reads the partial index.
-    pub async fn explain_claim(&self) -> StoreResult<String> {
-        let lines: Vec<String> =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {CLAIM_SELECT}")))
-                .bind(ts(OffsetDateTime::now_utc()))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(StoreError::query("explain claim"))?;
-        Ok(lines.join("\n"))
-    }
-
-    /// The query plan of the statistics query (`EXPLAIN`), to check that it reads no finished
-    /// job.
-    pub async fn explain_stats(&self) -> StoreResult<String> {
-        let lines: Vec<String> =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {STATS_SELECT}")))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(StoreError::query("explain stats"))?;
+    /// The plan of `statement` (`EXPLAIN`), whose one parameter (if any) is the time
+    /// `now`.
+    async fn explain(
+        &self,
+        statement: &str,
+        now: Option<Ts>,
+        operation: &'static str,
+    ) -> StoreResult<String> {
+        let query = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {statement}")));
+        let query = match now {
+            Some(now) => query.bind(now),
+            None => query,
+        };
+        let lines: Vec<String> = query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::query(operation))?;
         Ok(lines.join("\n"))
     }
 }

@@ -1,9 +1,10 @@
 // The storage ports, written once and `include!`d into `backend::postgres` and
-// `backend::sqlite`. The including module defines the backend-specific items:
-// `Db`, `DbPool`, `DbRow`, `Ts`, `ts`, `from_ts`, `begin_write`, `MIGRATOR`, and the SQL
-// constants whose text differs (`CLAIM_SELECT`, `SETTINGS_SELECT_FOR_UPDATE`,
-// `LOCK_PROFILE_OF_JOB`, `LOCK_PROFILE_OF_REVISION`, `MIGRATIONS_TABLE_EXISTS`). Everything else (SQL text included) is
-// shared, so both backends have one behaviour.
+// `backend::sqlite`. The including module defines the backend-specific items: `Db`, `DbPool`,
+// `DbRow`, `Ts`, `ts`, `from_ts`, `begin_write`, `MIGRATOR`, `SqlStore::explain` (a query plan
+// in the backend's dialect), and the SQL constants whose text differs (`CLAIM_SELECT`,
+// `SETTINGS_SELECT_FOR_UPDATE`, `LOCK_PROFILE_OF_JOB`, `LOCK_PROFILE_OF_REVISION`,
+// `MIGRATIONS_TABLE_EXISTS`). Everything else (SQL text included) is shared, so both backends
+// have one behaviour.
 
 use std::time::Duration;
 
@@ -208,12 +209,64 @@ fn lease_conflict(lease: &Lease) -> StoreError {
     }
 }
 
-fn lease_binds(lease: &Lease) -> StoreResult<(Uuid, String, i64)> {
-    Ok((
-        lease.job_id.0,
-        lease.owner.0.clone(),
-        u64_to_db("lease generation", lease.generation)?,
-    ))
+type DbArguments = <Db as sqlx::Database>::Arguments;
+
+/// A lease-checked job update (its SQL ends with [`lease_matches!`]) with `$1`–`$3` bound to
+/// the lease; the caller binds the rest.
+fn lease_update<'q>(
+    sql: &'static str,
+    lease: &Lease,
+) -> StoreResult<sqlx::query::Query<'q, Db, DbArguments>> {
+    let generation = u64_to_db("lease generation", lease.generation)?;
+    Ok(sqlx::query(sql)
+        .bind(lease.job_id.0)
+        .bind(lease.owner.0.clone())
+        .bind(generation))
+}
+
+/// [`lease_update`] for an update that returns one column of the job (`RETURNING`).
+fn lease_update_returning<'q, O>(
+    sql: &'static str,
+    lease: &Lease,
+) -> StoreResult<sqlx::query::QueryScalar<'q, Db, O, DbArguments>>
+where
+    (O,): for<'r> sqlx::FromRow<'r, DbRow>,
+{
+    let generation = u64_to_db("lease generation", lease.generation)?;
+    Ok(sqlx::query_scalar(sql)
+        .bind(lease.job_id.0)
+        .bind(lease.owner.0.clone())
+        .bind(generation))
+}
+
+/// `Ok` when a lease-checked update changed the job (`updated` rows), the lease conflict when
+/// the lease is no longer held.
+fn lease_held(updated: u64, lease: &Lease) -> StoreResult<()> {
+    if updated == 0 {
+        return Err(lease_conflict(lease));
+    }
+    Ok(())
+}
+
+/// Takes the backend's profile lock `lock` (`LOCK_PROFILE_OF_JOB` with the job id,
+/// `LOCK_PROFILE_OF_REVISION` with the revision) in `tx`, where the backend has one.
+async fn lock_profile<T>(
+    tx: &mut sqlx::Transaction<'static, Db>,
+    lock: Option<&'static str>,
+    key: T,
+    operation: &'static str,
+) -> StoreResult<()>
+where
+    T: for<'q> sqlx::Encode<'q, Db> + sqlx::Type<Db> + Send + 'static,
+{
+    if let Some(lock) = lock {
+        sqlx::query(lock)
+            .bind(key)
+            .execute(&mut **tx)
+            .await
+            .map_err(StoreError::query(operation))?;
+    }
+    Ok(())
 }
 
 impl SqlStore {
@@ -275,6 +328,17 @@ impl SqlStore {
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// The query plan of the claim query, to check that it reads the partial index.
+    pub async fn explain_claim(&self) -> StoreResult<String> {
+        let now = ts(OffsetDateTime::now_utc());
+        self.explain(CLAIM_SELECT, Some(now), "explain claim").await
+    }
+
+    /// The query plan of the statistics query, to check that it reads no finished job.
+    pub async fn explain_stats(&self) -> StoreResult<String> {
+        self.explain(STATS_SELECT, None, "explain stats").await
     }
 
     async fn fetch_job(&self, id: JobId) -> StoreResult<Option<JobRow>> {
@@ -978,15 +1042,14 @@ impl JobQueue for SqlStore {
         now: OffsetDateTime,
     ) -> Result<Lease> {
         let expires_at = add(now, extend_by)?;
-        let (id, owner, generation) = lease_binds(lease)?;
-        let row: Option<Ts> = sqlx::query_scalar(concat!(
-            "UPDATE jobs SET lease_expires_at = $4, due_at = $4, updated_at = $5",
-            lease_matches!(),
-            " RETURNING lease_expires_at"
-        ))
-        .bind(id)
-        .bind(owner)
-        .bind(generation)
+        let row: Option<Ts> = lease_update_returning(
+            concat!(
+                "UPDATE jobs SET lease_expires_at = $4, due_at = $4, updated_at = $5",
+                lease_matches!(),
+                " RETURNING lease_expires_at"
+            ),
+            lease,
+        )?
         .bind(ts(expires_at))
         .bind(ts(now))
         .fetch_optional(&self.pool)
@@ -1000,24 +1063,20 @@ impl JobQueue for SqlStore {
     }
 
     async fn checkpoint(&self, lease: &Lease, checkpoint: &Checkpoint) -> Result<()> {
-        let (id, owner, generation) = lease_binds(lease)?;
-        let updated = sqlx::query(concat!(
-            "UPDATE jobs SET checkpoint = $4, counters = $5",
-            lease_matches!()
-        ))
-        .bind(id)
-        .bind(owner)
-        .bind(generation)
+        let updated = lease_update(
+            concat!(
+                "UPDATE jobs SET checkpoint = $4, counters = $5",
+                lease_matches!()
+            ),
+            lease,
+        )?
         .bind(Json(checkpoint))
         .bind(Json(checkpoint.counters))
         .execute(&self.pool)
         .await
         .map_err(StoreError::query("checkpoint job"))?
         .rows_affected();
-        if updated == 0 {
-            return Err(lease_conflict(lease).into());
-        }
-        Ok(())
+        Ok(lease_held(updated, lease)?)
     }
 
     async fn complete(
@@ -1026,25 +1085,21 @@ impl JobQueue for SqlStore {
         counters: &DeliveryCounters,
         now: OffsetDateTime,
     ) -> Result<()> {
-        let (id, owner, generation) = lease_binds(lease)?;
-        let updated = sqlx::query(concat!(
-            "UPDATE jobs SET status = 'delivered', counters = $4, last_error = NULL, \
-             lease_owner = NULL, lease_expires_at = NULL, updated_at = $5",
-            lease_matches!()
-        ))
-        .bind(id)
-        .bind(owner)
-        .bind(generation)
+        let updated = lease_update(
+            concat!(
+                "UPDATE jobs SET status = 'delivered', counters = $4, last_error = NULL, \
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = $5",
+                lease_matches!()
+            ),
+            lease,
+        )?
         .bind(Json(counters))
         .bind(ts(now))
         .execute(&self.pool)
         .await
         .map_err(StoreError::query("complete job"))?
         .rows_affected();
-        if updated == 0 {
-            return Err(lease_conflict(lease).into());
-        }
-        Ok(())
+        Ok(lease_held(updated, lease)?)
     }
 
     async fn fail(
@@ -1054,15 +1109,14 @@ impl JobQueue for SqlStore {
         counters: &DeliveryCounters,
         now: OffsetDateTime,
     ) -> Result<()> {
-        let (id, owner, generation) = lease_binds(lease)?;
-        let updated = sqlx::query(concat!(
-            "UPDATE jobs SET status = 'failed', counters = $4, last_error = $5, \
-             lease_owner = NULL, lease_expires_at = NULL, updated_at = $6",
-            lease_matches!()
-        ))
-        .bind(id)
-        .bind(owner)
-        .bind(generation)
+        let updated = lease_update(
+            concat!(
+                "UPDATE jobs SET status = 'failed', counters = $4, last_error = $5, \
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = $6",
+                lease_matches!()
+            ),
+            lease,
+        )?
         .bind(Json(counters))
         .bind(reason)
         .bind(ts(now))
@@ -1070,10 +1124,7 @@ impl JobQueue for SqlStore {
         .await
         .map_err(StoreError::query("fail job"))?
         .rows_affected();
-        if updated == 0 {
-            return Err(lease_conflict(lease).into());
-        }
-        Ok(())
+        Ok(lease_held(updated, lease)?)
     }
 
     async fn retry_at(
@@ -1083,29 +1134,22 @@ impl JobQueue for SqlStore {
         reason: &str,
         now: OffsetDateTime,
     ) -> Result<RetryOutcome> {
-        let (id, owner, generation) = lease_binds(lease)?;
         let mut tx = begin_write(&self.pool)
             .await
             .map_err(StoreError::query("begin retry job"))?;
         // serialise with mark_needs_reauth / reauthorize of the job's profile (see `pause`)
-        if let Some(lock) = LOCK_PROFILE_OF_JOB {
-            sqlx::query(lock)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::query("lock profile of job"))?;
-        }
-        let status: Option<String> = sqlx::query_scalar(concat!(
-            "UPDATE jobs SET status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE ",
-            released_status!(),
-            " END, run_at = $4, due_at = $4, last_error = $5, lease_owner = NULL, \
-             lease_expires_at = NULL, updated_at = $6",
-            lease_matches!(),
-            " RETURNING status"
-        ))
-        .bind(id)
-        .bind(owner)
-        .bind(generation)
+        lock_profile(&mut tx, LOCK_PROFILE_OF_JOB, lease.job_id.0, "lock profile of job").await?;
+        let status: Option<String> = lease_update_returning(
+            concat!(
+                "UPDATE jobs SET status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE ",
+                released_status!(),
+                " END, run_at = $4, due_at = $4, last_error = $5, lease_owner = NULL, \
+                 lease_expires_at = NULL, updated_at = $6",
+                lease_matches!(),
+                " RETURNING status"
+            ),
+            lease,
+        )?
         .bind(ts(run_at))
         .bind(reason)
         .bind(ts(now))
@@ -1124,39 +1168,30 @@ impl JobQueue for SqlStore {
     }
 
     async fn pause(&self, lease: &Lease, reason: &str, now: OffsetDateTime) -> Result<()> {
-        let (id, owner, generation) = lease_binds(lease)?;
         let mut tx = begin_write(&self.pool)
             .await
             .map_err(StoreError::query("begin pause job"))?;
         // serialise with mark_needs_reauth / reauthorize of the job's profile, so a profile
         // re-authorised meanwhile cannot leave this job paused forever
-        if let Some(lock) = LOCK_PROFILE_OF_JOB {
-            sqlx::query(lock)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::query("lock profile of job"))?;
-        }
-        let updated = sqlx::query(concat!(
-            "UPDATE jobs SET status = ",
-            released_status!(),
-            ", attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
-             run_at = $4, due_at = $4, last_error = $5, lease_owner = NULL, \
-             lease_expires_at = NULL, updated_at = $4",
-            lease_matches!()
-        ))
-        .bind(id)
-        .bind(owner)
-        .bind(generation)
+        lock_profile(&mut tx, LOCK_PROFILE_OF_JOB, lease.job_id.0, "lock profile of job").await?;
+        let updated = lease_update(
+            concat!(
+                "UPDATE jobs SET status = ",
+                released_status!(),
+                ", attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
+                 run_at = $4, due_at = $4, last_error = $5, lease_owner = NULL, \
+                 lease_expires_at = NULL, updated_at = $4",
+                lease_matches!()
+            ),
+            lease,
+        )?
         .bind(ts(now))
         .bind(reason)
         .execute(&mut *tx)
         .await
         .map_err(StoreError::query("pause job"))?
         .rows_affected();
-        if updated == 0 {
-            return Err(lease_conflict(lease).into());
-        }
+        lease_held(updated, lease)?;
         tx.commit()
             .await
             .map_err(StoreError::query("commit pause job"))?;
@@ -1176,13 +1211,7 @@ impl JobQueue for SqlStore {
         // serialise with mark_needs_reauth / reauthorize of the command's profile, so jobs
         // requeued meanwhile are neither left paused after re-authorisation nor queued for a
         // profile whose token does not work
-        if let Some(lock) = LOCK_PROFILE_OF_REVISION {
-            sqlx::query(lock)
-                .bind(rev)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::query("lock profile of command"))?;
-        }
+        lock_profile(&mut tx, LOCK_PROFILE_OF_REVISION, rev, "lock profile of command").await?;
         let requeued = sqlx::query(concat!(
             "UPDATE jobs SET status = ",
             released_status!(),

@@ -50,31 +50,25 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite
 include!("shared.rs");
 
 impl SqlStore {
-    /// The query plan of the claim query (`EXPLAIN QUERY PLAN`), to check that it reads the
-    /// partial index.
-    pub async fn explain_claim(&self) -> StoreResult<String> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "EXPLAIN QUERY PLAN {CLAIM_SELECT}"
-        )))
-        .bind(ts(OffsetDateTime::now_utc()))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::query("explain claim"))?;
-        rows.iter()
-            .map(|row| get::<String>(row, "detail"))
-            .collect::<StoreResult<Vec<_>>>()
-            .map(|lines| lines.join("\n"))
-    }
-
-    /// The query plan of the statistics query (`EXPLAIN QUERY PLAN`), to check that it reads
-    /// no finished job.
-    pub async fn explain_stats(&self) -> StoreResult<String> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "EXPLAIN QUERY PLAN {STATS_SELECT}"
-        )))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::query("explain stats"))?;
+    /// The plan of `statement` (`EXPLAIN QUERY PLAN`), whose one parameter (if any) is the time
+    /// `now`.
+    async fn explain(
+        &self,
+        statement: &str,
+        now: Option<Ts>,
+        operation: &'static str,
+    ) -> StoreResult<String> {
+        let query = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {statement}"
+        )));
+        let query = match now {
+            Some(now) => query.bind(now),
+            None => query,
+        };
+        let rows = query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::query(operation))?;
         rows.iter()
             .map(|row| get::<String>(row, "detail"))
             .collect::<StoreResult<Vec<_>>>()
