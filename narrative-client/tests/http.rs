@@ -3,9 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::Duration;
 
+use common::{capture_logs, grant_types};
 use facebook_connector_core::Error as CoreError;
 use facebook_connector_core::domain::{
     CompanyId, Connection, ConnectionId, ConnectionStatus, DatasetId, DeliveryEvent, FileName,
@@ -23,7 +25,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::macros::datetime;
 use wiremock::matchers::{body_string_contains, header, method, path, query_param};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const PROFILE: &str = "0b6d9a50-1f5c-4a4e-9d7e-3b1a8c1e2f00";
 const SUB: &str = "1e2d3c4b-5a69-4788-9aab-bccddeeff001";
@@ -61,22 +63,16 @@ fn token_body(access: &str, expires_in: u64) -> serde_json::Value {
            "refresh_token": format!("refresh-of-{access}"), "refresh_token_expires_in": 86400})
 }
 
-fn empty_page() -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(json!({"records": [], "next_revision": 1}))
+/// Any grant answers the access token `tok`, valid for an hour.
+async fn mount_token(server: &MockServer) {
+    Mock::given(path("/oauth/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(token_body("tok", 3600)))
+        .mount(server)
+        .await;
 }
 
-fn grants(requests: &[Request]) -> Vec<String> {
-    requests
-        .iter()
-        .filter(|r| r.url.path() == "/oauth/token")
-        .map(|r| {
-            let body = String::from_utf8_lossy(&r.body).to_string();
-            url::form_urlencoded::parse(body.as_bytes())
-                .find(|(k, _)| k == "grant_type")
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
-        })
-        .collect()
+fn empty_page() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({"records": [], "next_revision": 1}))
 }
 
 // ---------------------------------------------------------------- authentication
@@ -143,7 +139,10 @@ async fn token_is_refreshed_before_it_expires() {
         client.events_after(None, 10).await.unwrap();
     }
     let requests = server.received_requests().await.unwrap();
-    assert_eq!(grants(&requests), ["client_credentials", "refresh_token"]);
+    assert_eq!(
+        grant_types(&requests),
+        ["client_credentials", "refresh_token"]
+    );
 }
 
 #[tokio::test]
@@ -172,10 +171,7 @@ async fn a_failed_refresh_falls_back_to_a_new_grant() {
 #[tokio::test]
 async fn a_401_after_renewal_is_final_and_a_permission_error() {
     let server = MockServer::start().await;
-    Mock::given(path("/oauth/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(token_body("tok", 3600)))
-        .mount(&server)
-        .await;
+    mount_token(&server).await;
     Mock::given(path("/connections/".to_owned() + CONN))
         .respond_with(ResponseTemplate::new(401))
         .expect(2)
@@ -268,7 +264,10 @@ async fn concurrent_callers_with_an_expired_token_share_one_refresh() {
         result.unwrap().unwrap();
     }
     let requests = server.received_requests().await.unwrap();
-    assert_eq!(grants(&requests), ["client_credentials", "refresh_token"]);
+    assert_eq!(
+        grant_types(&requests),
+        ["client_credentials", "refresh_token"]
+    );
     let with_second = requests
         .iter()
         .filter(|r| {
@@ -411,10 +410,7 @@ async fn legacy_commands_feed_is_configurable() {
 #[tokio::test]
 async fn feed_paths_and_payload_types_come_from_configuration() {
     let server = MockServer::start().await;
-    Mock::given(path("/oauth/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(token_body("tok", 3600)))
-        .mount(&server)
-        .await;
+    mount_token(&server).await;
     Mock::given(method("GET"))
         .and(path("/v3/feed"))
         .and(query_param("from_revision", "7"))
@@ -579,10 +575,7 @@ async fn legacy_files_are_listed_and_downloaded() {
 #[tokio::test]
 async fn legacy_download_link_is_a_json_string() {
     let server = MockServer::start().await;
-    Mock::given(path("/oauth/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(token_body("tok", 3600)))
-        .mount(&server)
-        .await;
+    mount_token(&server).await;
     Mock::given(method("POST"))
         .and(path("/v1/app/commands/delivery/5/download/f.jsonl"))
         .and(header("authorization", "Bearer tok"))
@@ -741,10 +734,7 @@ async fn length_mismatch_is_detected_on_the_stream() {
         }
     });
     let server = MockServer::start().await;
-    Mock::given(path("/oauth/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(token_body("tok", 3600)))
-        .mount(&server)
-        .await;
+    mount_token(&server).await;
     Mock::given(path(
         "/datasets/1/snapshots/s/files-added/f.parquet/download",
     ))
@@ -832,10 +822,7 @@ async fn backfill_pages_through_find_files_with_the_time_bound() {
 #[tokio::test]
 async fn find_files_pages_by_offset_without_a_cursor() {
     let server = MockServer::start().await;
-    Mock::given(path("/oauth/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(token_body("tok", 3600)))
-        .mount(&server)
-        .await;
+    mount_token(&server).await;
     Mock::given(path("/datasets/4/find-files"))
         .and(query_param("offset", "0"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
@@ -1047,10 +1034,7 @@ async fn status_reports_are_posted_in_camel_case() {
 #[tokio::test]
 async fn rejected_status_reports_are_errors() {
     let server = MockServer::start().await;
-    Mock::given(path("/oauth/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(token_body("tok", 3600)))
-        .mount(&server)
-        .await;
+    mount_token(&server).await;
     Mock::given(method("POST"))
         .and(path("/apps/events"))
         .respond_with(
@@ -1081,36 +1065,9 @@ async fn rejected_status_reports_are_errors() {
 
 // ---------------------------------------------------------------- secrets
 
-/// A `MakeWriter` that keeps everything logged.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[tokio::test]
 async fn tokens_and_secrets_never_reach_logs_errors_or_debug() {
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = capture_logs();
 
     let (fake, client) = fake_and_client().await;
     let revision = fake.add_legacy_delivery(legacy_delivery().file("a.jsonl", &b"{}\n"[..]));
@@ -1140,7 +1097,7 @@ async fn tokens_and_secrets_never_reach_logs_errors_or_debug() {
     let error = wrong_client.events_after(None, 1).await.unwrap_err();
     rendered.push(format!("{error} {error:?} {wrong:?} {wrong_client:?}"));
 
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(
         logs.contains("requesting a marketplace app token"),
         "{logs}"

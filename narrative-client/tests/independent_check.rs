@@ -6,10 +6,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{capture_logs, grant_types};
 use facebook_connector_core::Error as CoreError;
 use facebook_connector_core::domain::{
     CompanyId, ConnectionId, ConnectionStatus, DatasetId, DeliveryEvent, FileName, FileRef,
@@ -105,6 +108,14 @@ fn cc_grant(body: Value) -> Mock {
         .respond_with(ResponseTemplate::new(200).set_body_json(body))
 }
 
+/// The usual client-credentials grant (`acc-1`, refresh token `ref-1`, valid for an hour and
+/// a day), without expectations.
+async fn mount_grant(server: &MockServer) {
+    cc_grant(token("acc-1", "ref-1", json!(3600), json!(86400)))
+        .mount(server)
+        .await;
+}
+
 /// A refresh grant for `refresh` answering `response`.
 fn refresh_grant(refresh: &str, response: ResponseTemplate) -> Mock {
     Mock::given(method("POST"))
@@ -130,17 +141,7 @@ async fn count(server: &MockServer, verb: &str, at: &str) -> usize {
 
 /// The grant types the token endpoint received, in order.
 async fn grants(server: &MockServer) -> Vec<String> {
-    requests(server)
-        .await
-        .iter()
-        .filter(|r| r.url.path() == "/oauth/token")
-        .map(|r| {
-            url::form_urlencoded::parse(&r.body)
-                .find(|(k, _)| k == "grant_type")
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
-        })
-        .collect()
+    grant_types(&requests(server).await)
 }
 
 fn connection_body() -> Value {
@@ -229,9 +230,7 @@ async fn a_due_token_is_refreshed_with_the_refresh_grant() {
 #[tokio::test]
 async fn a_401_refreshes_once_and_the_call_is_repeated() {
     let server = MockServer::start().await;
-    cc_grant(token("acc-1", "ref-1", json!(3600), json!(86400)))
-        .mount(&server)
-        .await;
+    mount_grant(&server).await;
     refresh_grant(
         "ref-1",
         ok(token("acc-2", "ref-2", json!(3600), json!(86400))),
@@ -323,9 +322,7 @@ async fn an_expired_refresh_token_is_not_used() {
 #[tokio::test]
 async fn a_token_refused_after_renewal_and_bad_credentials_are_permission_errors() {
     let server = MockServer::start().await;
-    cc_grant(token("acc-1", "ref-1", json!(3600), json!(86400)))
-        .mount(&server)
-        .await;
+    mount_grant(&server).await;
     refresh_grant(
         "ref-1",
         ok(token("acc-2", "ref-2", json!(3600), json!(86400))),
@@ -372,9 +369,7 @@ fn record(revision: Value, payload_type: &str, payload: Value) -> Value {
 #[tokio::test]
 async fn the_event_feed_decodes_every_documented_kind() {
     let server = MockServer::start().await;
-    cc_grant(token("acc-1", "ref-1", json!(3600), json!(86400)))
-        .mount(&server)
-        .await;
+    mount_grant(&server).await;
     Mock::given(method("GET"))
         .and(path("/v2/app/events"))
         .and(header("authorization", "Bearer acc-1"))
@@ -450,9 +445,7 @@ async fn the_event_feed_decodes_every_documented_kind() {
 #[tokio::test]
 async fn the_legacy_feed_decodes_camel_case_commands_and_empty_pages() {
     let server = MockServer::start().await;
-    cc_grant(token("acc-1", "ref-1", json!(3600), json!(86400)))
-        .mount(&server)
-        .await;
+    mount_grant(&server).await;
     Mock::given(method("GET"))
         .and(path("/v1/app/commands/delivery"))
         .and(query_param("from_revision", "0"))
@@ -519,9 +512,7 @@ async fn paging_never_skips_or_repeats_an_event_whatever_from_revision_means() {
     for inclusive in [true, false] {
         for max in [1_u32, 2, 3] {
             let server = MockServer::start().await;
-            cc_grant(token("acc-1", "ref-1", json!(3600), json!(86400)))
-                .mount(&server)
-                .await;
+            mount_grant(&server).await;
             Mock::given(path("/v2/app/events"))
                 .respond_with(feed(7, inclusive))
                 .mount(&server)
@@ -552,9 +543,7 @@ async fn paging_never_skips_or_repeats_an_event_whatever_from_revision_means() {
 #[tokio::test]
 async fn legacy_files_are_listed_and_downloaded_from_the_presigned_url() {
     let server = MockServer::start().await;
-    cc_grant(token("acc-1", "ref-1", json!(3600), json!(86400)))
-        .mount(&server)
-        .await;
+    mount_grant(&server).await;
     Mock::given(method("GET"))
         .and(path("/v1/app/commands/delivery/7/files"))
         .and(header("authorization", "Bearer acc-1"))
@@ -623,9 +612,7 @@ async fn legacy_files_are_listed_and_downloaded_from_the_presigned_url() {
 #[tokio::test]
 async fn snapshot_files_are_listed_and_downloaded_via_download_url() {
     let server = MockServer::start().await;
-    cc_grant(token("acc-1", "ref-1", json!(3600), json!(86400)))
-        .mount(&server)
-        .await;
+    mount_grant(&server).await;
     Mock::given(method("GET"))
         .and(path("/datasets/42/snapshots/s-1/files-added"))
         .respond_with(ok(json!([{"name": "part-0.parquet", "size": 4},
@@ -769,9 +756,7 @@ async fn backfill_pages_through_find_files_and_keeps_snapshots_strictly_before_t
     .collect();
     // the server shows a smaller page than asked, so paging must follow its cursor
     let server = MockServer::start().await;
-    cc_grant(token("acc-1", "ref-1", json!(3600), json!(86400)))
-        .mount(&server)
-        .await;
+    mount_grant(&server).await;
     Mock::given(method("GET"))
         .and(path("/datasets/42/find-files"))
         .respond_with(find_files(snapshots.clone(), true))
@@ -812,9 +797,7 @@ async fn backfill_pages_through_find_files_and_keeps_snapshots_strictly_before_t
 async fn find_files_without_a_cursor_and_with_an_endless_empty_page_terminates() {
     // one page holding everything, no next_snapshot
     let server = MockServer::start().await;
-    cc_grant(token("acc-1", "ref-1", json!(3600), json!(86400)))
-        .mount(&server)
-        .await;
+    mount_grant(&server).await;
     Mock::given(method("GET"))
         .and(path("/datasets/42/find-files"))
         .and(query_param("offset", "0"))
@@ -997,9 +980,7 @@ fn report(outcome: Result<u64, String>) -> DeliveryReport {
 #[tokio::test]
 async fn status_events_are_camel_case_with_the_app_token() {
     let server = MockServer::start().await;
-    cc_grant(token("acc-1", "ref-1", json!(3600), json!(86400)))
-        .mount(&server)
-        .await;
+    mount_grant(&server).await;
     Mock::given(method("POST"))
         .and(path("/apps/events"))
         .and(header("authorization", "Bearer acc-1"))
@@ -1304,9 +1285,7 @@ async fn every_idempotent_call_survives_one_server_error() {
 #[tokio::test]
 async fn lasting_server_errors_are_transient_after_the_retries() {
     let server = MockServer::start().await;
-    cc_grant(token("acc-1", "ref-1", json!(3600), json!(86400)))
-        .mount(&server)
-        .await;
+    mount_grant(&server).await;
     Mock::given(path("/v2/app/events"))
         .respond_with(ResponseTemplate::new(502))
         .mount(&server)
@@ -1330,9 +1309,7 @@ async fn lasting_server_errors_are_transient_after_the_retries() {
 #[tokio::test]
 async fn client_errors_map_to_clear_classes() {
     let server = MockServer::start().await;
-    cc_grant(token("acc-1", "ref-1", json!(3600), json!(86400)))
-        .mount(&server)
-        .await;
+    mount_grant(&server).await;
     let uri = server.uri();
     let mocks = [
         Mock::given(path(format!("/connections/{CONN}"))).respond_with(ResponseTemplate::new(404)),
@@ -1430,9 +1407,7 @@ async fn client_errors_map_to_clear_classes() {
 #[tokio::test]
 async fn answers_slower_than_the_timeout_are_retried_then_transient() {
     let server = MockServer::start().await;
-    cc_grant(token("acc-1", "ref-1", json!(3600), json!(86400)))
-        .mount(&server)
-        .await;
+    mount_grant(&server).await;
     let slow = |body: Value| ok(body).set_delay(Duration::from_secs(8));
     connection_mock("acc-1", slow(connection_body()))
         .up_to_n_times(1)
@@ -1501,9 +1476,7 @@ async fn truncated_downloads_are_downloaded_again_or_fail_transiently() {
     ])
     .await;
     let server = MockServer::start().await;
-    cc_grant(token("acc-1", "ref-1", json!(3600), json!(86400)))
-        .mount(&server)
-        .await;
+    mount_grant(&server).await;
     Mock::given(path("/v1/app/commands/delivery/7/download/t.jsonl"))
         .respond_with(ok(json!(format!("{raw}/t.jsonl?X-Amz-Signature=s"))))
         .mount(&server)
@@ -1532,9 +1505,7 @@ async fn truncated_downloads_are_downloaded_again_or_fail_transiently() {
     // always truncated: a transient failure, no partial file left, bounded attempts
     let (raw, connections) = raw_server(vec![http_response(full.len(), &full[..7])]).await;
     let server = MockServer::start().await;
-    cc_grant(token("acc-1", "ref-1", json!(3600), json!(86400)))
-        .mount(&server)
-        .await;
+    mount_grant(&server).await;
     Mock::given(path("/v1/app/commands/delivery/7/download/t.jsonl"))
         .respond_with(ok(json!(format!("{raw}/t.jsonl?X-Amz-Signature=s"))))
         .mount(&server)
@@ -1555,27 +1526,6 @@ async fn truncated_downloads_are_downloaded_again_or_fail_transiently() {
 
 // ------------------------------------------------------------------ secrets
 
-/// A `MakeWriter` keeping everything logged.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 /// Display and Debug of an error and of every source under it.
 fn render(error: &CoreError) -> String {
     let mut text = format!("{error} | {error:?}");
@@ -1589,13 +1539,7 @@ fn render(error: &CoreError) -> String {
 
 #[tokio::test]
 async fn secrets_and_presigned_urls_never_reach_logs_errors_or_debug() {
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = capture_logs();
 
     const ACCESS_1: &str = "acc-SECRET-one";
     const ACCESS_2: &str = "acc-SECRET-two";
@@ -1722,7 +1666,7 @@ async fn secrets_and_presigned_urls_never_reach_logs_errors_or_debug() {
         rendered.push(render(&error));
     }
 
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(logs.contains("retrying"), "{logs}");
     for secret in [
         CLIENT_SECRET,

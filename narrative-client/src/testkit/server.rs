@@ -290,6 +290,45 @@ async fn legacy_files(
     Json(listed).into_response()
 }
 
+/// Refuses a download of `file` once the marketplace no longer offers it.
+fn downloadable(s: &FakeState, file: &str) -> Result<(), Box<Response>> {
+    if s.expired_downloads.iter().any(|f| f == file) {
+        return Err(Box::new(error(
+            StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+            "expired",
+            "the file is no longer available",
+        )));
+    }
+    Ok(())
+}
+
+/// The snapshot `snapshot` of `dataset`, unless it is unknown or too old to read.
+fn readable_snapshot<'a>(
+    s: &'a FakeState,
+    dataset: i64,
+    snapshot: &str,
+) -> Result<&'a super::StoredSnapshot, Box<Response>> {
+    let Some(found) = s
+        .snapshots
+        .iter()
+        .find(|x| x.dataset_id == dataset && x.snapshot_id == snapshot)
+    else {
+        return Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such snapshot",
+        )));
+    };
+    if found.too_old {
+        return Err(Box::new(error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "snapshot is older than 30 days",
+        )));
+    }
+    Ok(found)
+}
+
 /// Stores the bytes behind a fresh presigned-style URL.
 fn presign(s: &mut FakeState, bytes: Bytes) -> String {
     let key = uuid::Uuid::new_v4().simple().to_string();
@@ -314,12 +353,8 @@ async fn legacy_download(
     if !app_authorized(&s, &headers) {
         return unauthorized();
     }
-    if s.expired_downloads.contains(&file) {
-        return error(
-            StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
-            "expired",
-            "the file is no longer available",
-        );
+    if let Err(response) = downloadable(&s, &file) {
+        return *response;
     }
     let bytes = s
         .legacy_files
@@ -356,20 +391,10 @@ async fn files_added(
     if !app_authorized(&s, &headers) {
         return unauthorized();
     }
-    let Some(found) = s
-        .snapshots
-        .iter()
-        .find(|x| x.dataset_id == dataset && x.snapshot_id == snapshot)
-    else {
-        return error(StatusCode::NOT_FOUND, "not_found", "no such snapshot");
+    let found = match readable_snapshot(&s, dataset, &snapshot) {
+        Ok(found) => found,
+        Err(response) => return *response,
     };
-    if found.too_old {
-        return error(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "snapshot is older than 30 days",
-        );
-    }
     let names: Vec<Value> = found
         .files
         .iter()
@@ -387,27 +412,13 @@ async fn snapshot_download(
     if !app_authorized(&s, &headers) {
         return unauthorized();
     }
-    if s.expired_downloads.contains(&file) {
-        return error(
-            StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
-            "expired",
-            "the file is no longer available",
-        );
+    if let Err(response) = downloadable(&s, &file) {
+        return *response;
     }
-    let Some(found) = s
-        .snapshots
-        .iter()
-        .find(|x| x.dataset_id == dataset && x.snapshot_id == snapshot)
-    else {
-        return error(StatusCode::NOT_FOUND, "not_found", "no such snapshot");
+    let found = match readable_snapshot(&s, dataset, &snapshot) {
+        Ok(found) => found,
+        Err(response) => return *response,
     };
-    if found.too_old {
-        return error(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "snapshot is older than 30 days",
-        );
-    }
     let Some(bytes) = found
         .files
         .iter()
@@ -556,6 +567,19 @@ fn installation_profiles<'a>(
     Ok(&mut c.profiles)
 }
 
+/// The customer's profile `id` when `installation` is theirs.
+fn installation_profile<'a>(
+    s: &'a mut FakeState,
+    headers: &HeaderMap,
+    installation: &str,
+    id: &str,
+) -> Result<&'a mut MarketplaceProfile, Box<Response>> {
+    installation_profiles(s, headers, installation)?
+        .iter_mut()
+        .find(|p| p.id.to_string() == id)
+        .ok_or_else(|| Box::new(error(StatusCode::NOT_FOUND, "not_found", "no such profile")))
+}
+
 async fn list_profiles(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -603,11 +627,8 @@ async fn get_profile(
     Path((installation, id)): Path<(String, String)>,
 ) -> Response {
     let mut s = lock(&state);
-    match installation_profiles(&mut s, &headers, &installation) {
-        Ok(profiles) => match profiles.iter().find(|p| p.id.to_string() == id) {
-            Some(p) => Json(p.clone()).into_response(),
-            None => error(StatusCode::NOT_FOUND, "not_found", "no such profile"),
-        },
+    match installation_profile(&mut s, &headers, &installation, &id) {
+        Ok(p) => Json(p.clone()).into_response(),
         Err(response) => *response,
     }
 }
@@ -619,15 +640,12 @@ async fn update_profile(
     Json(body): Json<ProfileBody>,
 ) -> Response {
     let mut s = lock(&state);
-    match installation_profiles(&mut s, &headers, &installation) {
-        Ok(profiles) => match profiles.iter_mut().find(|p| p.id.to_string() == id) {
-            Some(p) => {
-                p.name = body.name;
-                p.description = body.description;
-                Json(p.clone()).into_response()
-            }
-            None => error(StatusCode::NOT_FOUND, "not_found", "no such profile"),
-        },
+    match installation_profile(&mut s, &headers, &installation, &id) {
+        Ok(p) => {
+            p.name = body.name;
+            p.description = body.description;
+            Json(p.clone()).into_response()
+        }
         Err(response) => *response,
     }
 }
@@ -644,14 +662,11 @@ async fn transition_profile(
         _ => return error(StatusCode::NOT_FOUND, "not_found", "no such action"),
     };
     let mut s = lock(&state);
-    match installation_profiles(&mut s, &headers, &installation) {
-        Ok(profiles) => match profiles.iter_mut().find(|p| p.id.to_string() == id) {
-            Some(p) => {
-                p.status = status;
-                Json(p.clone()).into_response()
-            }
-            None => error(StatusCode::NOT_FOUND, "not_found", "no such profile"),
-        },
+    match installation_profile(&mut s, &headers, &installation, &id) {
+        Ok(p) => {
+            p.status = status;
+            Json(p.clone()).into_response()
+        }
         Err(response) => *response,
     }
 }
