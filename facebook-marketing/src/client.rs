@@ -679,15 +679,25 @@ impl GraphClient {
         token: &SecretString,
         id: &AdAccountId,
     ) -> Result<Option<AdAccount>, GraphError> {
-        let call = Call::new(
-            "ad_account",
-            Method::GET,
-            self.endpoint(id.as_str())?,
-            Auth::User(token),
-        )
-        .param("fields", AD_ACCOUNT_FIELDS);
-        match self.fetch::<AdAccountNode>(&call).await {
-            Ok(node) => Ok(node.into_domain()),
+        let node: Option<AdAccountNode> = self
+            .node_if_exists("ad_account", token, id.as_str(), AD_ACCOUNT_FIELDS)
+            .await?;
+        Ok(node.and_then(AdAccountNode::into_domain))
+    }
+
+    /// `GET /{id}?fields=…` as the user; `None` when the object does not exist or the token
+    /// cannot see it.
+    async fn node_if_exists<T: DeserializeOwned>(
+        &self,
+        what: &'static str,
+        token: &SecretString,
+        id: &str,
+        fields: &'static str,
+    ) -> Result<Option<T>, GraphError> {
+        let call = Call::new(what, Method::GET, self.endpoint(id)?, Auth::User(token))
+            .param("fields", fields);
+        match self.fetch::<T>(&call).await {
+            Ok(node) => Ok(Some(node)),
             Err(err) if is_missing_object(&err) => Ok(None),
             Err(err) => Err(err),
         }
@@ -725,18 +735,10 @@ impl GraphClient {
                 }
                 Err(err) if is_missing_object(&err) => {
                     for id in chunk {
-                        let call = Call::new(
-                            "audience",
-                            Method::GET,
-                            self.endpoint(id.as_str())?,
-                            Auth::User(token),
-                        )
-                        .param("fields", AUDIENCE_FIELDS);
-                        match self.fetch::<AudienceNode>(&call).await {
-                            Ok(node) => out.extend(node.into_domain()),
-                            Err(err) if is_missing_object(&err) => {}
-                            Err(err) => return Err(err),
-                        }
+                        let node: Option<AudienceNode> = self
+                            .node_if_exists("audience", token, id.as_str(), AUDIENCE_FIELDS)
+                            .await?;
+                        out.extend(node.and_then(AudienceNode::into_domain));
                     }
                 }
                 Err(err) => return Err(err),

@@ -56,6 +56,11 @@ async fn tokens_never_leak_into_logs_errors_or_debug_output() {
         .unwrap();
 
     let fake = FakeGraph::start().await.unwrap();
+    // the fake's configuration, pointed at a wiremock server
+    let config_at = |server: &MockServer| {
+        fake.config()
+            .with_base_url(Url::parse(&server.uri()).unwrap())
+    };
     let user = fake.add_user("Secretive");
     let short = fake.issue_token(&user, TokenSpec::default());
     for i in 0..120 {
@@ -144,10 +149,7 @@ async fn tokens_never_leak_into_logs_errors_or_debug_output() {
         })))
         .mount(&server)
         .await;
-    let cfg = fake
-        .config()
-        .with_base_url(Url::parse(&server.uri()).unwrap());
-    let echo_client = GraphClient::new(cfg).unwrap();
+    let echo_client = GraphClient::new(config_at(&server)).unwrap();
     let err = FacebookAccounts::me(&echo_client, &long.token)
         .await
         .unwrap_err();
@@ -193,10 +195,7 @@ async fn tokens_never_leak_into_logs_errors_or_debug_output() {
         })))
         .mount(&server)
         .await;
-    let cfg = fake
-        .config()
-        .with_base_url(Url::parse(&server.uri()).unwrap())
-        .with_retry(RetryPolicy::none());
+    let cfg = config_at(&server).with_retry(RetryPolicy::none());
     let odd = GraphClient::new(cfg).unwrap();
     errors.push(
         FacebookAccounts::ad_accounts(&odd, &long.token)
@@ -219,10 +218,7 @@ async fn tokens_never_leak_into_logs_errors_or_debug_output() {
         )
         .mount(&server)
         .await;
-    let cfg = fake
-        .config()
-        .with_base_url(Url::parse(&server.uri()).unwrap());
-    let redirected = GraphClient::new(cfg).unwrap();
+    let redirected = GraphClient::new(config_at(&server)).unwrap();
     errors.push(
         FacebookAccounts::me(&redirected, &long.token)
             .await
