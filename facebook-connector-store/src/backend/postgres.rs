@@ -48,29 +48,15 @@ const LOCK_PROFILE_OF_REVISION: Option<&str> = Some(
 const MIGRATIONS_TABLE_EXISTS: &str =
     "SELECT 1::int8 WHERE to_regclass('_sqlx_migrations') IS NOT NULL";
 
+/// Asks for a statement's query plan, one line a row.
+const EXPLAIN: &str = "EXPLAIN";
+
+/// The text of one line of a query plan.
+fn plan_line(row: &DbRow) -> StoreResult<String> {
+    get(row, "QUERY PLAN")
+}
+
 /// This binary's PostgreSQL migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 include!("shared.rs");
-
-impl SqlStore {
-    /// The plan of `statement` (`EXPLAIN`), whose one parameter (if any) is the time
-    /// `now`.
-    async fn explain(
-        &self,
-        statement: &str,
-        now: Option<Ts>,
-        operation: &'static str,
-    ) -> StoreResult<String> {
-        let query = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {statement}")));
-        let query = match now {
-            Some(now) => query.bind(now),
-            None => query,
-        };
-        let lines: Vec<String> = query
-            .fetch_all(&self.pool)
-            .await
-            .map_err(StoreError::query(operation))?;
-        Ok(lines.join("\n"))
-    }
-}

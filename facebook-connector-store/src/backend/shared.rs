@@ -1,10 +1,9 @@
 // The storage ports, written once and `include!`d into `backend::postgres` and
 // `backend::sqlite`. The including module defines the backend-specific items: `Db`, `DbPool`,
-// `DbRow`, `Ts`, `ts`, `from_ts`, `begin_write`, `MIGRATOR`, `SqlStore::explain` (a query plan
-// in the backend's dialect), and the SQL constants whose text differs (`CLAIM_SELECT`,
-// `SETTINGS_SELECT_FOR_UPDATE`, `LOCK_PROFILE_OF_JOB`, `LOCK_PROFILE_OF_REVISION`,
-// `MIGRATIONS_TABLE_EXISTS`). Everything else (SQL text included) is shared, so both backends
-// have one behaviour.
+// `DbRow`, `Ts`, `ts`, `from_ts`, `begin_write`, `MIGRATOR`, `plan_line` (one row of a query
+// plan), and the SQL constants whose text differs (`CLAIM_SELECT`, `SETTINGS_SELECT_FOR_UPDATE`,
+// `LOCK_PROFILE_OF_JOB`, `LOCK_PROFILE_OF_REVISION`, `MIGRATIONS_TABLE_EXISTS`, `EXPLAIN`).
+// Everything else (SQL text included) is shared, so both backends have one behaviour.
 
 use std::time::Duration;
 
@@ -339,6 +338,28 @@ impl SqlStore {
     /// The query plan of the statistics query, to check that it reads no finished job.
     pub async fn explain_stats(&self) -> StoreResult<String> {
         self.explain(STATS_SELECT, None, "explain stats").await
+    }
+
+    /// The plan of `statement`, whose one parameter (if any) is the time `now`.
+    async fn explain(
+        &self,
+        statement: &str,
+        now: Option<Ts>,
+        operation: &'static str,
+    ) -> StoreResult<String> {
+        let query = sqlx::query(sqlx::AssertSqlSafe(format!("{EXPLAIN} {statement}")));
+        let query = match now {
+            Some(now) => query.bind(now),
+            None => query,
+        };
+        let rows = query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::query(operation))?;
+        rows.iter()
+            .map(plan_line)
+            .collect::<StoreResult<Vec<_>>>()
+            .map(|lines| lines.join("\n"))
     }
 
     async fn fetch_job(&self, id: JobId) -> StoreResult<Option<JobRow>> {

@@ -44,37 +44,18 @@ const LOCK_PROFILE_OF_REVISION: Option<&str> = None;
 const MIGRATIONS_TABLE_EXISTS: &str =
     "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'";
 
+/// Asks for a statement's query plan, one step a row.
+const EXPLAIN: &str = "EXPLAIN QUERY PLAN";
+
+/// The text of one step of a query plan.
+fn plan_line(row: &DbRow) -> StoreResult<String> {
+    get(row, "detail")
+}
+
 /// This binary's SQLite migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 include!("shared.rs");
-
-impl SqlStore {
-    /// The plan of `statement` (`EXPLAIN QUERY PLAN`), whose one parameter (if any) is the time
-    /// `now`.
-    async fn explain(
-        &self,
-        statement: &str,
-        now: Option<Ts>,
-        operation: &'static str,
-    ) -> StoreResult<String> {
-        let query = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "EXPLAIN QUERY PLAN {statement}"
-        )));
-        let query = match now {
-            Some(now) => query.bind(now),
-            None => query,
-        };
-        let rows = query
-            .fetch_all(&self.pool)
-            .await
-            .map_err(StoreError::query(operation))?;
-        rows.iter()
-            .map(|row| get::<String>(row, "detail"))
-            .collect::<StoreResult<Vec<_>>>()
-            .map(|lines| lines.join("\n"))
-    }
-}
 
 #[cfg(test)]
 mod tests {
