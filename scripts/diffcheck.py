@@ -5,6 +5,7 @@ the Scala original's test facts (scripts/original_cases.py). Python 3.11, stdlib
 
 Usage:
     python3 scripts/diffcheck.py [--bin PATH] [--random N] [--seed N] [--work DIR] [-v]
+    python3 scripts/diffcheck.py --golden bin-worker/tests/data/differential   # refresh fixtures
 PATH defaults to $FACEBOOK_CONNECTOR_WORKER or target/debug/facebook-connector-worker.
 Exit status 0 when the CLI and the reference agree member by member and payload byte by byte and
 the original's cases give their expected output; 1 otherwise (differences printed by label).
@@ -172,6 +173,35 @@ def check_large_and_empty(binary, work, problems):
     return n
 
 
+def write_golden(out_dir):
+    """Fixtures for bin-worker/tests/differential.rs: the hand-written cases (no random records),
+    minus those whose outcome depends on the current year or that are in ACCEPTED, with the
+    reference's expected output. The Rust test needs no Python."""
+    tmp = tempfile.mkdtemp(prefix="golden-")
+    gen_cases.write(tmp, 0, 0)
+    with open(os.path.join(tmp, "labels.txt"), encoding="utf-8") as f:
+        labels = f.read().splitlines()
+    years = (str(gen_cases.THIS_YEAR), str(gen_cases.THIS_YEAR + 1))
+    os.makedirs(out_dir, exist_ok=True)
+    for fmt in ("dataset", "legacy"):
+        with open(os.path.join(tmp, f"{fmt}.jsonl"), "rb") as f:
+            lines = [line for line in f.read().split(b"\n")[:-1] if line.strip(b" \t\r")]
+        kept = [line for line, label in zip(lines, labels)
+                if label not in ACCEPTED and not any(y.encode() in line for y in years)]
+        path = os.path.join(out_dir, f"{fmt}.jsonl")
+        with open(path, "wb") as f:
+            f.write(b"".join(line + b"\n" for line in kept))
+        out, _ = reference("parse", "--format", fmt, path)
+        with open(os.path.join(out_dir, f"{fmt}.parse.expected"), "wb") as f:
+            f.write(out)
+    for bs in (7, 10000):
+        out, _ = reference("payload", "--format", "dataset", "--batch-size", str(bs),
+                           os.path.join(out_dir, "dataset.jsonl"))
+        with open(os.path.join(out_dir, f"dataset.payload-{bs}.expected"), "wb") as f:
+            f.write(out)
+    print(f"golden fixtures written to {out_dir}")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--bin", default=os.environ.get("FACEBOOK_CONNECTOR_WORKER",
@@ -181,7 +211,12 @@ def main():
     p.add_argument("--seed", type=int, default=20261126)
     p.add_argument("--work")
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--golden", metavar="DIR",
+                   help="only write the fixtures of bin-worker/tests/differential.rs into DIR")
     a = p.parse_args()
+    if a.golden:
+        write_golden(a.golden)
+        return
     work = a.work or tempfile.mkdtemp(prefix="diffcheck-")
     gen_cases.write(work, a.random, a.seed)
     with open(os.path.join(work, "labels.txt"), encoding="utf-8") as f:
