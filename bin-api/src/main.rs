@@ -6,6 +6,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use facebook_connector_core::error::display_chain;
 use facebook_connector_store::{StoreOptions, migrate_database};
 
 /// The Facebook connector's HTTP API.
@@ -54,21 +55,10 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("error: {}", error_chain(&e));
+                    eprintln!("error: {}", display_chain(&e));
                     ExitCode::FAILURE
                 }
             }
         }
     }
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
 }

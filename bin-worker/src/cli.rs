@@ -86,7 +86,10 @@ pub fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", records::error_chain(e.as_ref()));
+            eprintln!(
+                "error: {}",
+                facebook_connector_core::error::display_chain(e.as_ref())
+            );
             ExitCode::FAILURE
         }
     }

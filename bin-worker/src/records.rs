@@ -125,7 +125,7 @@ fn progress_bar(file: Option<&Path>) -> ProgressBar {
 }
 
 fn tick(bar: &ProgressBar, number: u64) {
-    if number % 65_536 == 0 {
+    if number.is_multiple_of(65_536) {
         bar.set_position(number);
     }
 }
@@ -170,17 +170,5 @@ pub fn summary(stats: &ParseStats, batches: Option<u64>) -> String {
         let _ = writeln!(s, "batches: {batches}");
     }
     let _ = writeln!(s, "lines or rows read: {lines}");
-    s
-}
-
-/// An error and its causes on one line: `cannot read file x: No such file or directory`.
-pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
     s
 }

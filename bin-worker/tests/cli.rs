@@ -163,7 +163,14 @@ fn a_corrupt_parquet_file_is_a_clear_error() {
 /// The same rows as Parquet (struct columns) and as dataset JSON lines give the same output.
 #[test]
 fn parquet_input_gives_the_same_members_and_payloads_as_json() {
-    let rows: Vec<(Option<&str>, Option<&str>, Option<&str>, Option<i64>)> = vec![
+    /// given name, family name, raw email, birth year
+    type Row<'a> = (
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<i64>,
+    );
+    let rows: Vec<Row> = vec![
         (
             Some("John"),
             Some("Smith"),

@@ -159,6 +159,19 @@ impl Error {
     }
 }
 
+/// An error and its causes on one line (`outer: cause: root cause`), for command-line output
+/// and log fields where a chain cannot be rendered structurally.
+pub fn display_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        line.push_str(": ");
+        line.push_str(&c.to_string());
+        cause = c.source();
+    }
+    line
+}
+
 /// Result alias for the core and its ports.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -189,6 +202,7 @@ mod tests {
         assert_eq!(e.to_string(), "temporary failure");
         let source = std::error::Error::source(&e).map(ToString::to_string);
         assert_eq!(source.as_deref(), Some("secret-ish detail"));
+        assert_eq!(display_chain(&e), "temporary failure: secret-ish detail");
         let long = "x".repeat(500);
         let invalid = InvalidValue::new("audience id", &long, "expected digits");
         assert!(invalid.to_string().len() < 200);

@@ -6,7 +6,6 @@ use std::fmt;
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sha2::{Digest, Sha256};
 
 use crate::error::InvalidValue;
 
@@ -111,10 +110,10 @@ pub const HASH_HEX_LEN: usize = 64;
 
 /// SHA-256 of `input` as 64 lowercase hex bytes, on the stack.
 pub fn sha256_hex(input: &[u8]) -> [u8; HASH_HEX_LEN] {
-    let digest = Sha256::digest(input);
+    let digest = ring::digest::digest(&ring::digest::SHA256, input);
     let mut out = [0u8; HASH_HEX_LEN];
     // 32 bytes always encode into exactly 64 hex bytes, so this cannot fail.
-    let _ = const_hex::encode_to_slice(digest.as_slice(), &mut out);
+    let _ = const_hex::encode_to_slice(digest.as_ref(), &mut out);
     out
 }
 
