@@ -47,6 +47,11 @@ fn json_lines_bench(c: &mut Criterion) {
         ("json_lines_dataset", false, RecordFormat::Dataset),
     ] {
         let input = json_lines(&generated, legacy);
+        eprintln!(
+            "{name}: {} records, {:.0} bytes per line on average",
+            RECORDS,
+            input.len() as f64 / RECORDS as f64
+        );
         group.bench_function(name, |b| {
             b.iter(|| {
                 let source = JsonLinesSource::new(&input[..], format, ParserConfig::default());

@@ -173,7 +173,18 @@ impl GeneratedRecord {
     /// A record with 3–12 attributes drawn from realistic values.
     pub fn random(rng: &mut Rng) -> Self {
         let mut r = GeneratedRecord::default();
-        let wanted = 3 + rng.below(10);
+        // 3–12 attributes, most records carrying few (as marketplace records do): mean ≈ 4.9,
+        // which makes legacy lines of about 190 bytes on average
+        const WEIGHTS: [usize; 10] = [30, 22, 15, 10, 7, 5, 4, 3, 2, 2];
+        let mut pick = rng.below(WEIGHTS.iter().sum());
+        let mut wanted = 3;
+        for w in WEIGHTS {
+            if pick < w {
+                break;
+            }
+            pick -= w;
+            wanted += 1;
+        }
         // attribute slots, shuffled by picking until `wanted` are filled
         let mut slots: Vec<u8> = (0..13).collect();
         for i in (1..slots.len()).rev() {
