@@ -344,7 +344,14 @@ impl AudienceMember {
             out.push('"');
             out.push_str(k.as_str());
             out.push_str("\":");
-            write_json_str(out, v);
+            if k.is_hashed() {
+                // Lowercase hex: nothing to escape.
+                out.push('"');
+                out.push_str(v);
+                out.push('"');
+            } else {
+                write_json_str(out, v);
+            }
         }
         out.push('}');
     }

@@ -104,19 +104,35 @@ pub(crate) fn letters(raw: &str, out: &mut String) -> Check {
     } else if raw.contains(CAPITAL_SIGMA) {
         let nfc: String = raw.nfc().collect();
         out.extend(nfc.to_lowercase().chars().filter(|l| l.is_alphabetic()));
+    } else if unicode_normalization::is_nfc_quick(raw.chars())
+        == unicode_normalization::IsNormalized::Yes
+    {
+        // Already NFC (the common case): skip the decompose/recompose pass.
+        push_lowercase_letters(out, raw.chars());
     } else {
-        for c in raw.nfc() {
-            for l in c.to_lowercase() {
-                if l.is_alphabetic() {
-                    out.push(l);
-                }
-            }
-        }
+        push_lowercase_letters(out, raw.nfc());
     }
     if out.is_empty() {
         Check::Absent
     } else {
         Check::Valid
+    }
+}
+
+/// Appends the lowercase letters of `chars` (no capital sigma among them).
+fn push_lowercase_letters(out: &mut String, chars: impl Iterator<Item = char>) {
+    for c in chars {
+        if c.is_ascii() {
+            if c.is_ascii_alphabetic() {
+                out.push(c.to_ascii_lowercase());
+            }
+            continue;
+        }
+        for l in c.to_lowercase() {
+            if l.is_alphabetic() {
+                out.push(l);
+            }
+        }
     }
 }
 
