@@ -97,50 +97,103 @@ impl<R: BufRead> Iterator for JsonLinesSource<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
+            // Fast path: the whole line is in the reader's buffer; parse it there, no copy.
+            let buf = match self.reader.fill_buf() {
+                Ok(buf) => buf,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Some(Err(self.read_error(e))),
+            };
+            if buf.is_empty() {
+                self.done = true;
+                return None;
+            }
+            if let Some(end) = memchr::memchr(b'\n', buf).filter(|&i| i <= self.max_line_bytes) {
+                let line = &buf[..end];
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                self.line_number += 1;
+                let record = line_record(
+                    &mut self.parser,
+                    &mut self.stats,
+                    self.line_number,
+                    line,
+                    true,
+                );
+                self.reader.consume(end + 1);
+                match record {
+                    Some(record) => return Some(Ok(record)),
+                    None => continue,
+                }
+            }
+            // Slow path: a line across buffer refills, the last line without terminator, or
+            // a line over the limit.
             let fits = match self.read_line() {
                 Ok(Some(fits)) => fits,
                 Ok(None) => {
                     self.done = true;
                     return None;
                 }
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(Error::Read {
-                        what: format!("json lines (after line {})", self.line_number),
-                        source: Box::new(e),
-                    }));
-                }
+                Err(e) => return Some(Err(self.read_error(e))),
             };
             self.line_number += 1;
-            let mut line = self.line.as_slice();
-            if self.line_number == 1 {
-                line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+            if let Some(record) = line_record(
+                &mut self.parser,
+                &mut self.stats,
+                self.line_number,
+                &self.line,
+                fits,
+            ) {
+                return Some(Ok(record));
             }
-            if fits && line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
-                continue;
-            }
-            let member = if fits {
-                self.parser.parse_json(line).ok()
-            } else {
-                None
-            };
-            let record = match member {
-                Some(parsed) => Record {
-                    number: self.line_number,
-                    member: Some(parsed.member),
-                    rejected_fields: parsed.rejected_fields,
-                },
-                None => Record {
-                    number: self.line_number,
-                    member: None,
-                    rejected_fields: FieldSet::EMPTY,
-                },
-            };
-            self.stats.count(&record);
-            return Some(Ok(record));
         }
         None
     }
+}
+
+impl<R> JsonLinesSource<R> {
+    /// Ends the source on an I/O error.
+    fn read_error(&mut self, e: std::io::Error) -> Error {
+        self.done = true;
+        Error::Read {
+            what: format!("json lines (after line {})", self.line_number),
+            source: Box::new(e),
+        }
+    }
+}
+
+/// The record of line `number` (terminator removed; `fits` is false for a line over the
+/// limit), counted in `stats`; `None` for a blank line.
+fn line_record(
+    parser: &mut RecordParser,
+    stats: &mut ParseStats,
+    number: u64,
+    mut line: &[u8],
+    fits: bool,
+) -> Option<Record> {
+    if number == 1 {
+        line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+    }
+    if fits && line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+        return None;
+    }
+    let parsed = if fits {
+        parser.parse_json(line).ok()
+    } else {
+        None
+    };
+    let record = match parsed {
+        Some(parsed) => Record {
+            number,
+            member: Some(parsed.member),
+            rejected_fields: parsed.rejected_fields,
+        },
+        None => Record {
+            number,
+            member: None,
+            rejected_fields: FieldSet::EMPTY,
+        },
+    };
+    stats.count(&record);
+    Some(record)
 }
 
 impl<R: BufRead> RecordSource for JsonLinesSource<R> {
@@ -198,6 +251,44 @@ mod tests {
         // the long line fits with a larger limit
         let (out, _) = read(&input, DEFAULT_MAX_LINE_BYTES);
         assert!(out[3].1.as_deref().is_some_and(|j| j.contains("EMAIL")));
+    }
+
+    #[test]
+    fn lines_across_buffer_refills_read_the_same() {
+        let mut input = Vec::new();
+        input.extend_from_slice(b"\xEF\xBB\xBF{\"iso_3166_1_country\":\"FR\"}\r\n\n  \r\n[1]\n");
+        input.extend_from_slice(b"{\"person_name\":{\"given_name\":\"Jos\xC3\xA9\"}}\r\n");
+        input.extend_from_slice(b"{\"raw_email\":\"");
+        input.extend(std::iter::repeat_n(b'x', 300));
+        input.extend_from_slice(b"@b.c\"}\n{\"apple_idfa\":{\"value\":\"X\"}}\r");
+        let whole = {
+            let mut src = JsonLinesSource::new(
+                &input[..],
+                RecordFormat::Dataset,
+                ParserConfig::with_current_year(2024),
+            )
+            .with_max_line_bytes(200);
+            let out: Vec<Record> = src.by_ref().map(Result::unwrap).collect();
+            (out, src.into_stats())
+        };
+        assert_eq!(
+            whole.0.iter().map(|r| r.number).collect::<Vec<_>>(),
+            [1, 4, 5, 6, 7]
+        );
+        assert!(whole.0[2].member.as_ref().unwrap().has(MemberKey::FN));
+        assert!(whole.0[3].member.is_none(), "over the limit");
+        assert!(whole.0[4].member.as_ref().unwrap().has(MemberKey::MADID));
+        for capacity in [1, 7, 16, 64, 1000] {
+            let mut src = JsonLinesSource::new(
+                std::io::BufReader::with_capacity(capacity, &input[..]),
+                RecordFormat::Dataset,
+                ParserConfig::with_current_year(2024),
+            )
+            .with_max_line_bytes(200);
+            let out: Vec<Record> = src.by_ref().map(Result::unwrap).collect();
+            assert_eq!(out, whole.0, "buffer of {capacity} bytes");
+            assert_eq!(src.into_stats(), whole.1, "buffer of {capacity} bytes");
+        }
     }
 
     #[test]
