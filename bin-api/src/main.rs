@@ -19,7 +19,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Apply this binary's database migrations (safe to repeat; refuses a newer schema).
+    /// Apply the database migrations (safe to repeat; refuses a newer schema)
     Migrate {
         /// Database URL: `postgres://…` or `sqlite://path?mode=rwc` (the embedded default).
         #[arg(

@@ -18,12 +18,17 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Parse records and print one JSON line per record: the member's keys and final values
-    /// (hashed where Facebook expects a hash), `{}` when nothing maps, `null` for a line that is
-    /// not a JSON object. A summary goes to stderr.
+    /// Print each record as the audience member it becomes (one JSON line per record)
+    ///
+    /// Each line holds the member's keys and final values (hashed where Facebook expects a
+    /// hash), `{}` when nothing maps, `null` for a line that is not a JSON object. A summary
+    /// (records, rejected lines with their numbers, rejections per field, unmatchable records)
+    /// goes to stderr.
     Parse(InputArgs),
-    /// Print one JSON line per upload batch: exactly the `payload` object that would be sent to
-    /// Facebook (unmatchable records skipped). A summary goes to stderr.
+    /// Print the upload payloads the records become (one JSON line per batch)
+    ///
+    /// Each line is exactly the `payload` object that would be sent to Facebook; unmatchable
+    /// records are skipped. A summary goes to stderr.
     Payload {
         #[command(flatten)]
         input: InputArgs,
@@ -32,7 +37,7 @@ enum Command {
               value_parser = clap::value_parser!(u64).range(1..=10_000))]
         batch_size: u64,
     },
-    /// Apply this binary's database migrations (safe to repeat; refuses a newer schema).
+    /// Apply the database migrations (safe to repeat; refuses a newer schema)
     Migrate {
         /// Database URL: `postgres://…` or `sqlite://path?mode=rwc` (the embedded default).
         #[arg(
