@@ -48,10 +48,7 @@ fn main() -> ExitCode {
         Command::Migrate { database_url } => {
             match runtime.block_on(migrate_database(&database_url, &StoreOptions::default())) {
                 Ok(status) => {
-                    match status.version() {
-                        Some(version) => println!("database schema is at version {version}"),
-                        None => println!("database schema is empty"),
-                    }
+                    println!("{status}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

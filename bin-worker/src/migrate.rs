@@ -10,9 +10,6 @@ pub fn run(database_url: &str) -> CliResult {
         .enable_all()
         .build()?;
     let status = runtime.block_on(migrate_database(database_url, &StoreOptions::default()))?;
-    match status.version() {
-        Some(version) => println!("database schema is at version {version}"),
-        None => println!("database schema is empty"),
-    }
+    println!("{status}");
     Ok(())
 }

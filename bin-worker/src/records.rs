@@ -95,15 +95,16 @@ fn write_batch(out: &mut impl Write, json: &str) -> Result<bool, io::Error> {
 
 /// Writes; `Ok(false)` when the reader of stdout went away (e.g. `| head`), which is not an error.
 fn write_or_stop(out: &mut impl Write, bytes: &[u8]) -> Result<bool, io::Error> {
-    match out.write_all(bytes) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
-        Err(e) => Err(e),
-    }
+    unless_broken_pipe(out.write_all(bytes))
 }
 
 fn flush_or_stop(out: &mut impl Write) -> Result<bool, io::Error> {
-    match out.flush() {
+    unless_broken_pipe(out.flush())
+}
+
+/// `Ok(false)` for a broken pipe, the outcome otherwise.
+fn unless_broken_pipe(outcome: io::Result<()>) -> Result<bool, io::Error> {
+    match outcome {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
         Err(e) => Err(e),

@@ -18,6 +18,16 @@ impl SchemaStatus {
     }
 }
 
+/// What the `migrate` command of both binaries prints.
+impl std::fmt::Display for SchemaStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.version() {
+            Some(version) => write!(f, "database schema is at version {version}"),
+            None => f.write_str("database schema is empty"),
+        }
+    }
+}
+
 /// `applied`: `(version, checksum, success)` rows of `_sqlx_migrations`.
 pub(crate) fn compare(
     migrator: &Migrator,
