@@ -105,27 +105,41 @@ impl fmt::Display for MemberKey {
     }
 }
 
+/// Length of a SHA-256 digest in bytes.
+pub const DIGEST_LEN: usize = 32;
+
 /// Length of a SHA-256 digest in lowercase hex.
 pub const HASH_HEX_LEN: usize = 64;
 
-/// SHA-256 of `input` as 64 lowercase hex bytes, on the stack.
-pub fn sha256_hex(input: &[u8]) -> [u8; HASH_HEX_LEN] {
+/// A SHA-256 digest.
+pub type Digest = [u8; DIGEST_LEN];
+
+/// SHA-256 of `input`.
+pub fn sha256(input: &[u8]) -> Digest {
     let digest = ring::digest::digest(&ring::digest::SHA256, input);
-    let mut out = [0u8; HASH_HEX_LEN];
-    // 32 bytes always encode into exactly 64 hex bytes, so this cannot fail.
-    let _ = const_hex::encode_to_slice(digest.as_ref(), &mut out);
+    let mut out = [0u8; DIGEST_LEN];
+    out.copy_from_slice(digest.as_ref());
     out
 }
 
-/// Hashes of the short values that make up most keys (one or two lowercase ASCII letters,
+/// SHA-256 of `input` as 64 lowercase hex bytes, on the stack.
+pub fn sha256_hex(input: &[u8]) -> [u8; HASH_HEX_LEN] {
+    *const_hex::Buffer::<DIGEST_LEN>::new()
+        .format(&sha256(input))
+        .as_bytes()
+        .first_chunk()
+        .unwrap_or(&[0; HASH_HEX_LEN])
+}
+
+/// Digests of the short values that make up most keys (one or two lowercase ASCII letters,
 /// two digits, four-digit years 1900..=2155), computed once on first use (~1,100 hashes):
 /// GEN, FI, COUNTRY, ST codes, DOBM, DOBD and DOBY then cost a table lookup instead of a
-/// SHA-256 (which matters on CPUs without SHA extensions).
+/// SHA-256.
 struct ShortHashes {
-    letters1: Vec<[u8; HASH_HEX_LEN]>,
-    letters2: Vec<[u8; HASH_HEX_LEN]>,
-    digits2: Vec<[u8; HASH_HEX_LEN]>,
-    years: Vec<[u8; HASH_HEX_LEN]>,
+    letters1: Vec<Digest>,
+    letters2: Vec<Digest>,
+    digits2: Vec<Digest>,
+    years: Vec<Digest>,
 }
 
 const FIRST_CACHED_YEAR: u16 = 1900;
@@ -134,15 +148,15 @@ const CACHED_YEARS: u16 = 256;
 fn short_hashes() -> &'static ShortHashes {
     static TABLE: std::sync::OnceLock<ShortHashes> = std::sync::OnceLock::new();
     TABLE.get_or_init(|| {
-        let letters1 = (b'a'..=b'z').map(|a| sha256_hex(&[a])).collect();
+        let letters1 = (b'a'..=b'z').map(|a| sha256(&[a])).collect();
         let letters2 = (b'a'..=b'z')
-            .flat_map(|a| (b'a'..=b'z').map(move |b| sha256_hex(&[a, b])))
+            .flat_map(|a| (b'a'..=b'z').map(move |b| sha256(&[a, b])))
             .collect();
         let digits2 = (b'0'..=b'9')
-            .flat_map(|a| (b'0'..=b'9').map(move |b| sha256_hex(&[a, b])))
+            .flat_map(|a| (b'0'..=b'9').map(move |b| sha256(&[a, b])))
             .collect();
         let years = (FIRST_CACHED_YEAR..FIRST_CACHED_YEAR + CACHED_YEARS)
-            .map(|y| sha256_hex(y.to_string().as_bytes()))
+            .map(|y| sha256(y.to_string().as_bytes()))
             .collect();
         ShortHashes {
             letters1,
@@ -153,8 +167,8 @@ fn short_hashes() -> &'static ShortHashes {
     })
 }
 
-/// [`sha256_hex`], answered from a precomputed table for short common values.
-pub(crate) fn sha256_hex_short_cached(input: &[u8]) -> [u8; HASH_HEX_LEN] {
+/// [`sha256`], answered from a precomputed table for short common values.
+pub(crate) fn sha256_short_cached(input: &[u8]) -> Digest {
     let cached = match *input {
         [a] if a.is_ascii_lowercase() => short_hashes().letters1.get(usize::from(a - b'a')),
         [a, b] if a.is_ascii_lowercase() && b.is_ascii_lowercase() => short_hashes()
@@ -172,8 +186,8 @@ pub(crate) fn sha256_hex_short_cached(input: &[u8]) -> [u8; HASH_HEX_LEN] {
         _ => None,
     };
     match cached {
-        Some(hex) => *hex,
-        None => sha256_hex(input),
+        Some(digest) => *digest,
+        None => sha256(input),
     }
 }
 
@@ -182,8 +196,54 @@ pub fn is_lower_hex64(s: &[u8]) -> bool {
     s.len() == HASH_HEX_LEN && s.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// The final values of one record, per [`MemberKey`]: hashed keys hold 64 lowercase hex
-/// characters (stored inline, no heap allocation), `MADID` holds the normalized id in clear.
+/// The final value of one key of an [`AudienceMember`]: a SHA-256 digest (every key but
+/// MADID; displayed and serialised as 64 lowercase hex characters) or the MADID in clear.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberValue<'a> {
+    /// The digest of a hashed key.
+    Hashed(&'a Digest),
+    /// The MADID, sent in clear.
+    Clear(&'a str),
+}
+
+impl MemberValue<'_> {
+    /// Calls `f` with the value as Facebook receives it (lowercase hex for digests), without
+    /// allocating.
+    pub fn with_str<T>(&self, f: impl FnOnce(&str) -> T) -> T {
+        match self {
+            MemberValue::Hashed(d) => f(const_hex::Buffer::<DIGEST_LEN>::new().format(d)),
+            MemberValue::Clear(s) => f(s),
+        }
+    }
+}
+
+impl fmt::Display for MemberValue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.with_str(|s| f.write_str(s))
+    }
+}
+
+impl PartialEq<str> for MemberValue<'_> {
+    fn eq(&self, other: &str) -> bool {
+        self.with_str(|s| s == other)
+    }
+}
+
+impl PartialEq<&str> for MemberValue<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        self == *other
+    }
+}
+
+impl Serialize for MemberValue<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.with_str(|s| serializer.serialize_str(s))
+    }
+}
+
+/// The final values of one record, per [`MemberKey`]: hashed keys hold their SHA-256 digest
+/// (32 bytes inline, no heap allocation; hex-encoded only when written out), `MADID` holds
+/// the normalized id in clear.
 ///
 /// Iteration, [`AudienceMember::to_json`] and the serde form all follow the schema order. The
 /// serde form is an object of the present keys and their final values (`{}` when empty).
@@ -191,8 +251,8 @@ pub fn is_lower_hex64(s: &[u8]) -> bool {
 pub struct AudienceMember {
     /// Bit `k.index()` set when key `k` has a value.
     present: u16,
-    /// Hex values of the hashed keys, indexed by [`MemberKey::index`] (the MADID slot is unused).
-    hashes: [[u8; HASH_HEX_LEN]; 14],
+    /// Digests of the hashed keys, indexed by [`MemberKey::index`] (the MADID slot is unused).
+    digests: [Digest; 14],
     /// The MADID value (empty when absent).
     madid: String,
 }
@@ -201,7 +261,7 @@ impl Default for AudienceMember {
     fn default() -> Self {
         AudienceMember {
             present: 0,
-            hashes: [[0; HASH_HEX_LEN]; 14],
+            digests: [[0; DIGEST_LEN]; 14],
             madid: String::new(),
         }
     }
@@ -214,15 +274,27 @@ impl AudienceMember {
     }
 
     /// The final value of `key`, if present.
-    pub fn get(&self, key: MemberKey) -> Option<&str> {
+    pub fn get(&self, key: MemberKey) -> Option<MemberValue<'_>> {
         if !self.has(key) {
-            return None;
-        }
-        if key == MemberKey::MADID {
-            Some(&self.madid)
+            None
+        } else if key == MemberKey::MADID {
+            Some(MemberValue::Clear(&self.madid))
         } else {
-            std::str::from_utf8(&self.hashes[key.index()]).ok()
+            self.digests.get(key.index()).map(MemberValue::Hashed)
         }
+    }
+
+    /// The digest of a present hashed key.
+    pub fn digest(&self, key: MemberKey) -> Option<&Digest> {
+        match self.get(key)? {
+            MemberValue::Hashed(d) => Some(d),
+            MemberValue::Clear(_) => None,
+        }
+    }
+
+    /// The MADID, if present.
+    pub fn madid(&self) -> Option<&str> {
+        self.has(MemberKey::MADID).then_some(self.madid.as_str())
     }
 
     /// Whether `key` has a value.
@@ -231,7 +303,7 @@ impl AudienceMember {
     }
 
     /// Present keys and their values, in schema order.
-    pub fn iter(&self) -> impl Iterator<Item = (MemberKey, &str)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (MemberKey, MemberValue<'_>)> + '_ {
         MemberKey::ALL
             .into_iter()
             .filter_map(move |k| self.get(k).map(|v| (k, v)))
@@ -260,8 +332,8 @@ impl AudienceMember {
             || (self.has(MemberKey::FN) && self.has(MemberKey::LN))
     }
 
-    /// Sets a final value after checking it: hashed keys need 64 hex characters (stored
-    /// lowercased), MADID a non-empty string (stored as given). For tests, tools and
+    /// Sets a final value after checking it: hashed keys need 64 hex characters (either
+    /// case), MADID a non-empty string (stored as given). For tests, tools and
     /// deserialisation; the parser uses the unchecked crate-internal setters.
     pub fn set(&mut self, key: MemberKey, value: &str) -> Result<(), InvalidValue> {
         if key == MemberKey::MADID {
@@ -271,20 +343,17 @@ impl AudienceMember {
             self.set_madid(value);
             return Ok(());
         }
-        let bytes = value.as_bytes();
-        if bytes.len() != HASH_HEX_LEN || !bytes.iter().all(u8::is_ascii_hexdigit) {
-            return Err(InvalidValue::new(
+        match decode_hex64(value.as_bytes()) {
+            Some(digest) => {
+                self.set_hash(key, digest);
+                Ok(())
+            }
+            None => Err(InvalidValue::new(
                 key.as_str(),
                 value,
                 "expected 64 hex characters",
-            ));
+            )),
         }
-        let mut hex = [0u8; HASH_HEX_LEN];
-        for (d, s) in hex.iter_mut().zip(bytes) {
-            *d = s.to_ascii_lowercase();
-        }
-        self.set_hash(key, hex);
-        Ok(())
     }
 
     /// Removes the value of `key`.
@@ -292,32 +361,23 @@ impl AudienceMember {
         self.present &= !(1 << key.index());
         if key == MemberKey::MADID {
             self.madid.clear();
-        } else {
-            self.hashes[key.index()] = [0; HASH_HEX_LEN];
+        } else if let Some(d) = self.digests.get_mut(key.index()) {
+            *d = [0; DIGEST_LEN];
         }
     }
 
-    /// The raw hex bytes of a present hashed key, or the MADID's bytes (no UTF-8 check).
-    pub(crate) fn value_bytes(&self, key: MemberKey) -> Option<&[u8]> {
-        if !self.has(key) {
-            None
-        } else if key == MemberKey::MADID {
-            Some(self.madid.as_bytes())
-        } else {
-            Some(&self.hashes[key.index()])
-        }
-    }
-
-    /// Stores 64 lowercase hex bytes for a hashed key (no check).
-    pub(crate) fn set_hash(&mut self, key: MemberKey, hex: [u8; HASH_HEX_LEN]) {
+    /// Stores the digest of a hashed key (no check).
+    pub(crate) fn set_hash(&mut self, key: MemberKey, digest: Digest) {
         debug_assert!(key.is_hashed());
-        self.hashes[key.index()] = hex;
-        self.present |= 1 << key.index();
+        if let Some(d) = self.digests.get_mut(key.index()) {
+            *d = digest;
+            self.present |= 1 << key.index();
+        }
     }
 
     /// Hashes an already normalized value into a hashed key.
     pub(crate) fn set_hash_of(&mut self, key: MemberKey, normalized: &str) {
-        self.set_hash(key, sha256_hex_short_cached(normalized.as_bytes()));
+        self.set_hash(key, sha256_short_cached(normalized.as_bytes()));
     }
 
     /// Stores the MADID (already normalized).
@@ -337,6 +397,7 @@ impl AudienceMember {
     /// Appends [`AudienceMember::to_json`] to `out`.
     pub fn write_json(&self, out: &mut String) {
         out.push('{');
+        let mut hex = const_hex::Buffer::<DIGEST_LEN>::new();
         for (i, (k, v)) in self.iter().enumerate() {
             if i > 0 {
                 out.push(',');
@@ -344,17 +405,27 @@ impl AudienceMember {
             out.push('"');
             out.push_str(k.as_str());
             out.push_str("\":");
-            if k.is_hashed() {
-                // Lowercase hex: nothing to escape.
-                out.push('"');
-                out.push_str(v);
-                out.push('"');
-            } else {
-                write_json_str(out, v);
+            match v {
+                MemberValue::Hashed(d) => {
+                    // Lowercase hex: nothing to escape.
+                    out.push('"');
+                    out.push_str(hex.format(d));
+                    out.push('"');
+                }
+                MemberValue::Clear(s) => write_json_str(out, s),
             }
         }
         out.push('}');
     }
+}
+
+/// 64 hex characters (either case) as a digest; `None` for anything else. (const_hex alone
+/// would also take a `0x` prefix: the length check rules it out.)
+pub(crate) fn decode_hex64(s: &[u8]) -> Option<Digest> {
+    if s.len() != HASH_HEX_LEN {
+        return None;
+    }
+    const_hex::decode_to_array(s).ok()
 }
 
 /// Appends `s` as a JSON string literal (quotes included), escaping what JSON requires.
@@ -399,7 +470,7 @@ impl Serialize for AudienceMember {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.len()))?;
         for (k, v) in self.iter() {
-            map.serialize_entry(k.as_str(), v)?;
+            map.serialize_entry(k.as_str(), &v)?;
         }
         map.end()
     }
@@ -483,8 +554,8 @@ mod tests {
         }
         for input in &inputs {
             assert_eq!(
-                sha256_hex_short_cached(input.as_bytes()),
-                sha256_hex(input.as_bytes()),
+                sha256_short_cached(input.as_bytes()),
+                sha256(input.as_bytes()),
                 "{input:?}"
             );
         }
@@ -513,6 +584,9 @@ mod tests {
             ]
         );
         let json = m.to_json();
+        let smith = String::from_utf8(sha256_hex(b"smith").to_vec()).unwrap();
+        assert!(json.contains(&format!(r#""LN":"{smith}""#)), "{json}");
+        assert_eq!(m.get(MemberKey::LN).unwrap().to_string(), smith);
         assert!(json.starts_with(r#"{"DOBD":""#), "{json}");
         assert!(json.ends_with(r#","MADID":"ab-\"x"}"#), "{json}");
         assert_eq!(serde_json::to_string(&m).unwrap(), json);
@@ -524,7 +598,18 @@ mod tests {
         assert!(m.set(MemberKey::EMAIL, "xyz").is_err());
         assert!(m.set(MemberKey::MADID, "").is_err());
         m.set(MemberKey::EMAIL, &"A".repeat(64)).unwrap();
-        assert_eq!(m.get(MemberKey::EMAIL), Some("a".repeat(64).as_str()));
+        assert_eq!(m.get(MemberKey::EMAIL).unwrap(), "a".repeat(64).as_str());
+        assert_eq!(m.digest(MemberKey::EMAIL), Some(&[0xaa; DIGEST_LEN]));
+        // 64 characters that const_hex would read as a `0x` prefix and 62 digits
+        assert!(
+            m.set(MemberKey::EMAIL, &format!("0x{}", "a".repeat(62)))
+                .is_err()
+        );
+        assert!(
+            m.set(MemberKey::EMAIL, &format!("0x{}", "a".repeat(64)))
+                .is_err()
+        );
+        assert!(m.set(MemberKey::EMAIL, &"g".repeat(64)).is_err());
         assert!(serde_json::from_str::<AudienceMember>(r#"{"EMAIL":"nothex"}"#).is_err());
         assert!(serde_json::from_str::<AudienceMember>(r#"{"NOPE":"x"}"#).is_err());
     }

@@ -3,7 +3,7 @@
 //! members into them.
 
 use crate::error::InvalidValue;
-use crate::member::{AudienceMember, HASH_HEX_LEN, MemberKey, write_json_str};
+use crate::member::{AudienceMember, DIGEST_LEN, Digest, HASH_HEX_LEN, MemberKey, write_json_str};
 
 /// Facebook's limit of rows per upload request.
 pub const MAX_BATCH_SIZE: usize = 10_000;
@@ -95,13 +95,14 @@ impl Payload {
 #[derive(Clone, Debug)]
 pub struct PayloadBuilder {
     batch_size: usize,
-    /// Per buffered row: its key mask and where its values start in `values`.
-    rows: Vec<(u16, usize)>,
-    /// The rows' values back to back, in key order; MADID is stored JSON-encoded with its
-    /// quotes, hashed values as their 64 hex bytes.
-    values: Vec<u8>,
-    /// Scratch for JSON-encoding a MADID.
-    escaped: String,
+    /// Per buffered row: its key mask.
+    rows: Vec<u16>,
+    /// The rows' digests back to back, in row and key order (hex-encoded only into the JSON).
+    digests: Vec<Digest>,
+    /// The rows' MADIDs, JSON-encoded with their quotes, back to back.
+    madids: String,
+    /// Where each MADID in `madids` ends.
+    madid_ends: Vec<usize>,
     /// Union of the buffered rows' key masks.
     keys: u16,
 }
@@ -119,8 +120,9 @@ impl PayloadBuilder {
         Ok(PayloadBuilder {
             batch_size,
             rows: Vec::with_capacity(batch_size),
-            values: Vec::new(),
-            escaped: String::new(),
+            digests: Vec::new(),
+            madids: String::new(),
+            madid_ends: Vec::new(),
             keys: 0,
         })
     }
@@ -140,20 +142,18 @@ impl PayloadBuilder {
         if !member.is_matchable() {
             return None;
         }
-        self.rows.push((member.key_mask(), self.values.len()));
+        self.rows.push(member.key_mask());
         self.keys |= member.key_mask();
         let mut remaining = member.key_mask();
         while remaining != 0 {
             let key = MemberKey::ALL[remaining.trailing_zeros() as usize];
             remaining &= remaining - 1;
             if key == MemberKey::MADID {
-                if let Some(madid) = member.get(key) {
-                    self.escaped.clear();
-                    write_json_str(&mut self.escaped, madid);
-                    self.values.extend_from_slice(self.escaped.as_bytes());
-                }
-            } else if let Some(hex) = member.value_bytes(key) {
-                self.values.extend_from_slice(hex);
+                write_json_str(&mut self.madids, member.madid().unwrap_or_default());
+                self.madid_ends.push(self.madids.len());
+            } else {
+                self.digests
+                    .push(member.digest(key).copied().unwrap_or([0; DIGEST_LEN]));
             }
         }
         if self.rows.len() >= self.batch_size {
@@ -181,24 +181,29 @@ impl PayloadBuilder {
             .into_iter()
             .filter(|k| self.keys & (1 << k.index()) != 0)
             .collect();
-        let row_estimate = self.values.len() + self.rows.len() * (3 * schema.len() + 3);
-        let mut json: Vec<u8> = Vec::with_capacity(32 + schema.len() * 10 + row_estimate);
-        json.extend_from_slice(b"{\"schema\":[");
+        let row_estimate = self.digests.len() * (HASH_HEX_LEN + 3)
+            + self.madids.len()
+            + self.rows.len() * (3 * schema.len() + 3);
+        let mut json = String::with_capacity(32 + schema.len() * 10 + row_estimate);
+        json.push_str("{\"schema\":[");
         for (i, k) in schema.iter().enumerate() {
             if i > 0 {
-                json.push(b',');
+                json.push(',');
             }
-            json.push(b'"');
-            json.extend_from_slice(k.as_str().as_bytes());
-            json.push(b'"');
+            json.push('"');
+            json.push_str(k.as_str());
+            json.push('"');
         }
-        json.extend_from_slice(b"],\"data\":[");
-        for (r, &(mask, start)) in self.rows.iter().enumerate() {
+        json.push_str("],\"data\":[");
+        let mut digests = self.digests.iter();
+        let mut madid_start = 0;
+        let mut madid_ends = self.madid_ends.iter();
+        let mut hex = const_hex::Buffer::<DIGEST_LEN>::new();
+        for (r, &mask) in self.rows.iter().enumerate() {
             if r > 0 {
-                json.push(b',');
+                json.push(',');
             }
-            json.push(b'[');
-            let mut pos = start;
+            json.push('[');
             let mut first = true;
             for key in MemberKey::ALL {
                 let bit = 1 << key.index();
@@ -206,32 +211,29 @@ impl PayloadBuilder {
                     continue;
                 }
                 if !first {
-                    json.push(b',');
+                    json.push(',');
                 }
                 first = false;
                 if mask & bit == 0 {
-                    json.extend_from_slice(b"\"\"");
+                    json.push_str("\"\"");
                 } else if key == MemberKey::MADID {
-                    let len = json_str_len(&self.values[pos..]);
-                    json.extend_from_slice(&self.values[pos..pos + len]);
-                    pos += len;
+                    let end = madid_ends.next().copied().unwrap_or(madid_start);
+                    json.push_str(self.madids.get(madid_start..end).unwrap_or("\"\""));
+                    madid_start = end;
                 } else {
-                    json.push(b'"');
-                    json.extend_from_slice(&self.values[pos..pos + HASH_HEX_LEN]);
-                    json.push(b'"');
-                    pos += HASH_HEX_LEN;
+                    json.push('"');
+                    json.push_str(hex.format(digests.next().unwrap_or(&[0; DIGEST_LEN])));
+                    json.push('"');
                 }
             }
-            json.push(b']');
+            json.push(']');
         }
-        json.extend_from_slice(b"]}");
-        // Every piece is valid UTF-8 (ASCII hex, key names, JSON-encoded strings), so this is
-        // one validation pass per batch and never takes the lossy branch.
-        let json = String::from_utf8(json)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        json.push_str("]}");
         let rows = self.rows.len();
         self.rows.clear();
-        self.values.clear();
+        self.digests.clear();
+        self.madids.clear();
+        self.madid_ends.clear();
         self.keys = 0;
         Some(Payload::from_encoded(schema, rows, json))
     }
@@ -247,19 +249,6 @@ impl PayloadBuilder {
             members: members.into_iter(),
         }
     }
-}
-
-/// Length of the JSON string literal at the start of `s` (quotes included).
-fn json_str_len(b: &[u8]) -> usize {
-    let mut i = 1;
-    while i < b.len() {
-        match b[i] {
-            b'\\' => i += 2,
-            b'"' => return i + 1,
-            _ => i += 1,
-        }
-    }
-    b.len()
 }
 
 /// The payloads of a stream of members; see [`PayloadBuilder::batches`].
@@ -344,7 +333,7 @@ mod tests {
                 .map(|m| {
                     schema
                         .iter()
-                        .map(|k| m.get(*k).unwrap_or("").to_string())
+                        .map(|k| m.get(*k).map(|v| v.to_string()).unwrap_or_default())
                         .collect()
                 })
                 .collect()

@@ -108,6 +108,7 @@ fn parser(format: RecordFormat) -> RecordParser {
 
 fn assert_well_formed(member: &AudienceMember) {
     for (k, v) in member.iter() {
+        let v = v.to_string();
         if k.is_hashed() {
             assert!(is_lower_hex64(v.as_bytes()), "{k}: {v}");
         } else {
@@ -200,7 +201,7 @@ proptest! {
                 let member = matchable[next];
                 next += 1;
                 for (key, cell) in schema.iter().zip(row) {
-                    prop_assert_eq!(cell.as_str().unwrap(), member.get(*key).unwrap_or(""));
+                    prop_assert_eq!(cell.as_str().unwrap(), member.get(*key).map(|v| v.to_string()).unwrap_or_default());
                 }
             }
         }

@@ -55,9 +55,7 @@ use time::Date;
 pub use field::{Field, FieldSet};
 
 use crate::domain::RecordFormat;
-use crate::member::{
-    AudienceMember, HASH_HEX_LEN, MemberKey, sha256_hex_short_cached as sha256_hex,
-};
+use crate::member::{AudienceMember, DIGEST_LEN, Digest, MemberKey, sha256_short_cached};
 use raw::{Leaf, RawRecord};
 use rules::Check;
 
@@ -229,15 +227,14 @@ impl<'n, 'a> Normalizer<'n, 'a> {
     /// Checks a pre-hashed source; stores it when valid and nothing won yet.
     fn prehashed(&mut self, field: Field, key: MemberKey) {
         let Some(s) = self.text(field) else { return };
-        let mut hex = [0u8; HASH_HEX_LEN];
-        match rules::hex64(s, &mut hex) {
-            Check::Valid => {
+        match rules::hex64(s) {
+            Ok(Some(digest)) => {
                 if !self.member.has(key) {
-                    self.member.set_hash(key, hex);
+                    self.member.set_hash(key, digest);
                 }
             }
-            Check::Invalid => self.rejected.insert(field),
-            Check::Absent => {}
+            Ok(None) => {}
+            Err(()) => self.rejected.insert(field),
         }
     }
 
@@ -254,8 +251,8 @@ impl<'n, 'a> Normalizer<'n, 'a> {
                         // (nearly) unique per person: not worth a memo slot
                         self.member.set_hash_of(key, self.scratch);
                     } else {
-                        let hex = self.memo.hash(self.scratch.as_bytes());
-                        self.member.set_hash(key, hex);
+                        let digest = self.memo.hash(self.scratch.as_bytes());
+                        self.member.set_hash(key, digest);
                     }
                 }
             }
@@ -308,8 +305,8 @@ impl<'n, 'a> Normalizer<'n, 'a> {
         if self.member.has(MemberKey::FN) {
             // `scratch` still holds the normalized first name.
             let first = rules::first_char(self.scratch);
-            let hex = self.memo.hash(first.as_bytes());
-            self.member.set_hash(MemberKey::FI, hex);
+            let digest = self.memo.hash(first.as_bytes());
+            self.member.set_hash(MemberKey::FI, digest);
         }
         self.normalized(Field::FamilyName, MemberKey::LN, rules::letters);
     }
@@ -376,19 +373,23 @@ impl<'n, 'a> Normalizer<'n, 'a> {
         let mut buf = [0u8; 4];
         if let Some(d) = date {
             let (y, m, day) = (d.year().unsigned_abs(), u8::from(d.month()), d.day());
-            self.member
-                .set_hash(MemberKey::DOBY, sha256_hex(zero_padded(&mut buf, y, 4)));
+            self.member.set_hash(
+                MemberKey::DOBY,
+                sha256_short_cached(zero_padded(&mut buf, y, 4)),
+            );
             self.member.set_hash(
                 MemberKey::DOBM,
-                sha256_hex(zero_padded(&mut buf, u32::from(m), 2)),
+                sha256_short_cached(zero_padded(&mut buf, u32::from(m), 2)),
             );
             self.member.set_hash(
                 MemberKey::DOBD,
-                sha256_hex(zero_padded(&mut buf, u32::from(day), 2)),
+                sha256_short_cached(zero_padded(&mut buf, u32::from(day), 2)),
             );
         } else if let Some(y) = year.and_then(|y| u32::try_from(y).ok()) {
-            self.member
-                .set_hash(MemberKey::DOBY, sha256_hex(zero_padded(&mut buf, y, 4)));
+            self.member.set_hash(
+                MemberKey::DOBY,
+                sha256_short_cached(zero_padded(&mut buf, y, 4)),
+            );
         }
     }
 }
@@ -406,12 +407,12 @@ fn zero_padded(buf: &mut [u8; 4], mut n: u32, width: usize) -> &[u8] {
 
 /// Longest value the [`HashMemo`] keeps.
 const MEMO_KEY_MAX: usize = 24;
-/// Slots of the [`HashMemo`] (a power of two; ~90 KB).
+/// Slots of the [`HashMemo`] (a power of two; ~57 KB).
 const MEMO_SLOTS: usize = 1024;
 
-/// A direct-mapped memo of the SHA-256 hex of short normalized values: names, cities, regions
+/// A direct-mapped memo of the SHA-256 of short normalized values: names, cities, regions
 /// and ZIPs repeat a lot across records, and a hit costs an FNV hash of a few bytes and a
-/// 64-byte copy instead of a SHA-256 (~250 ns on CPUs without SHA extensions). A collision
+/// 32-byte copy instead of a SHA-256 (~80 ns with SHA extensions, ~250 ns without). A collision
 /// simply overwrites the slot; the stored key is compared in full, so a hit is always exact.
 #[derive(Clone)]
 struct HashMemo {
@@ -423,7 +424,7 @@ struct MemoSlot {
     /// Length of `key` (0: empty slot; empty values are never memoized).
     len: u8,
     key: [u8; MEMO_KEY_MAX],
-    hex: [u8; HASH_HEX_LEN],
+    digest: Digest,
 }
 
 impl HashMemo {
@@ -431,18 +432,18 @@ impl HashMemo {
         let empty = MemoSlot {
             len: 0,
             key: [0; MEMO_KEY_MAX],
-            hex: [0; HASH_HEX_LEN],
+            digest: [0; DIGEST_LEN],
         };
         HashMemo {
             slots: vec![empty; MEMO_SLOTS].into_boxed_slice(),
         }
     }
 
-    /// SHA-256 hex of `value`, from the memo when it holds it.
-    fn hash(&mut self, value: &[u8]) -> [u8; HASH_HEX_LEN] {
+    /// SHA-256 of `value`, from the memo when it holds it.
+    fn hash(&mut self, value: &[u8]) -> Digest {
         if value.len() <= 2 || value.len() > MEMO_KEY_MAX {
             // one- and two-byte values are in the static short-value table
-            return sha256_hex(value);
+            return sha256_short_cached(value);
         }
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for &b in value {
@@ -452,17 +453,17 @@ impl HashMemo {
         // MEMO_SLOTS is a power of two well below 2^32
         let index = ((h ^ (h >> 32)) as usize) & (MEMO_SLOTS - 1);
         let Some(slot) = self.slots.get_mut(index) else {
-            return sha256_hex(value);
+            return sha256_short_cached(value);
         };
         let len = value.len();
         if usize::from(slot.len) == len && slot.key[..len] == *value {
-            return slot.hex;
+            return slot.digest;
         }
-        let hex = sha256_hex(value);
+        let digest = sha256_short_cached(value);
         slot.len = len as u8;
         slot.key[..len].copy_from_slice(value);
-        slot.hex = hex;
-        hex
+        slot.digest = digest;
+        digest
     }
 }
 
@@ -475,7 +476,7 @@ impl std::fmt::Debug for HashMemo {
 #[cfg(test)]
 mod memo_tests {
     use super::*;
-    use crate::member::sha256_hex as plain_sha256_hex;
+    use crate::member::sha256 as plain_sha256;
 
     #[test]
     fn memo_answers_equal_computed_hashes_including_after_collisions() {
@@ -493,15 +494,11 @@ mod memo_tests {
                 } else {
                     &values[values.len() - 1 - i]
                 };
-                assert_eq!(
-                    memo.hash(v.as_bytes()),
-                    plain_sha256_hex(v.as_bytes()),
-                    "{v:?}"
-                );
+                assert_eq!(memo.hash(v.as_bytes()), plain_sha256(v.as_bytes()), "{v:?}");
             }
         }
         // a hit right after a store
-        assert_eq!(memo.hash(b"smith"), plain_sha256_hex(b"smith"));
-        assert_eq!(memo.hash(b"smith"), plain_sha256_hex(b"smith"));
+        assert_eq!(memo.hash(b"smith"), plain_sha256(b"smith"));
+        assert_eq!(memo.hash(b"smith"), plain_sha256(b"smith"));
     }
 }

@@ -5,7 +5,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{Date, Month, OffsetDateTime, UtcOffset};
 use unicode_normalization::UnicodeNormalization;
 
-use crate::member::HASH_HEX_LEN;
+use crate::member::{Digest, decode_hex64};
 
 /// The result of checking one source value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,19 +32,14 @@ fn push_lowercase(out: &mut String, s: &str) {
     }
 }
 
-/// Pre-hashed values: trimmed, 64 hex characters, lowercased.
-pub(crate) fn hex64(raw: &str, out: &mut [u8; HASH_HEX_LEN]) -> Check {
+/// Pre-hashed values: trimmed, 64 hex characters of either case; the digest they spell
+/// (sent as lowercase hex). `Ok(None)` when empty, `Err` when invalid.
+pub(crate) fn hex64(raw: &str) -> Result<Option<Digest>, ()> {
     let s = raw.trim().as_bytes();
     if s.is_empty() {
-        return Check::Absent;
+        return Ok(None);
     }
-    if s.len() != HASH_HEX_LEN || !s.iter().all(u8::is_ascii_hexdigit) {
-        return Check::Invalid;
-    }
-    for (d, b) in out.iter_mut().zip(s) {
-        *d = b.to_ascii_lowercase();
-    }
-    Check::Valid
+    decode_hex64(s).map(Some).ok_or(())
 }
 
 /// Raw emails: trimmed, lowercased, exactly one `@` with text on both sides.
@@ -326,18 +321,17 @@ mod tests {
     #[test]
     fn hex_table() {
         let lower = "f1904cf1a9d73a55fa5de0ac823c4403ded71afd4c3248d00bdcd0866552bb79";
-        let mut out = [0u8; 64];
-        assert_eq!(hex64(&lower.to_uppercase(), &mut out), Check::Valid);
-        assert_eq!(&out, lower.as_bytes());
-        assert_eq!(hex64(&format!(" {lower} "), &mut out), Check::Valid);
-        assert_eq!(hex64(&lower[..63], &mut out), Check::Invalid);
-        assert_eq!(hex64(&format!("{lower}0"), &mut out), Check::Invalid);
-        assert_eq!(hex64(&lower.replace('f', "g"), &mut out), Check::Invalid);
-        assert_eq!(
-            hex64("32c281951528fda472cc53ea2c5c81b9d50f184e", &mut out),
-            Check::Invalid
-        );
-        assert_eq!(hex64("", &mut out), Check::Absent);
+        let digest = crate::member::sha256(b"mary@example.com");
+        assert_eq!(hex64(&lower.to_uppercase()), Ok(Some(digest)));
+        assert_eq!(hex64(&format!(" {lower} ")), Ok(Some(digest)));
+        assert_eq!(hex64(&lower[..63]), Err(()));
+        assert_eq!(hex64(&format!("{lower}0")), Err(()));
+        assert_eq!(hex64(&lower.replace('f', "g")), Err(()));
+        assert_eq!(hex64(&format!("0x{}", &lower[..62])), Err(()));
+        assert_eq!(hex64(&format!("0x{lower}")), Err(()));
+        assert_eq!(hex64("32c281951528fda472cc53ea2c5c81b9d50f184e"), Err(()));
+        assert_eq!(hex64(""), Ok(None));
+        assert_eq!(hex64(" \t "), Ok(None));
     }
 
     #[test]

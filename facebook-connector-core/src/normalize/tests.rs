@@ -6,6 +6,17 @@ use crate::member::{MemberKey as K, sha256_hex};
 
 const YEAR: i32 = 2024;
 
+/// A member's value as the string Facebook receives.
+trait ValueOf {
+    fn value(&self, key: K) -> Option<String>;
+}
+
+impl ValueOf for AudienceMember {
+    fn value(&self, key: K) -> Option<String> {
+        self.get(key).map(|v| v.to_string())
+    }
+}
+
 fn parse(format: RecordFormat, line: &str) -> ParsedRecord {
     RecordParser::new(format, ParserConfig::with_current_year(YEAR))
         .parse_json(line.as_bytes())
@@ -60,14 +71,14 @@ fn spec_examples() {
         r#"{"person_name": {"given_name": "John", "family_name": "Smith"}}"#,
     )
     .member;
-    let fn_ = john.get(K::FN).unwrap();
+    let fn_ = john.value(K::FN).unwrap();
     assert!(
         fn_.starts_with("96d9632f") && fn_.ends_with("607a"),
         "{fn_}"
     );
-    let fi = john.get(K::FI).unwrap();
+    let fi = john.value(K::FI).unwrap();
     assert!(fi.starts_with("189f4003") && fi.ends_with("57b7"), "{fi}");
-    let ln = john.get(K::LN).unwrap();
+    let ln = john.value(K::LN).unwrap();
     assert!(ln.starts_with("6627835f") && ln.ends_with("a2dd"), "{ln}");
     assert!(john.is_matchable());
 
@@ -81,7 +92,7 @@ fn spec_examples() {
         r#"{"raw_email": "  Jane@Example.ORG "}"#,
     )
     .member;
-    let email = jane.get(K::EMAIL).unwrap();
+    let email = jane.value(K::EMAIL).unwrap();
     assert!(
         email.starts_with("13d855ce") && email.ends_with("ced6"),
         "{email}"
@@ -108,8 +119,8 @@ fn spec_examples() {
     )
     .member;
     assert_eq!(
-        mary.get(K::EMAIL),
-        Some("f1904cf1a9d73a55fa5de0ac823c4403ded71afd4c3248d00bdcd0866552bb79")
+        mary.value(K::EMAIL),
+        Some("f1904cf1a9d73a55fa5de0ac823c4403ded71afd4c3248d00bdcd0866552bb79".to_string())
     );
 }
 
@@ -273,7 +284,7 @@ fn phone_sources() {
             r#"{{"sha256_hashed_phone_number": {{"value": "{hex}"}}, "e164_phone_number": "+14155550123"}}"#
         ),
     );
-    assert_eq!(p.member.get(K::PHONE), Some(HEX_A));
+    assert_eq!(p.member.value(K::PHONE), Some(HEX_A.to_string()));
     check(
         r#"{"e164_phone_number": "+33612345678", "telephone_number": "555"}"#,
         &[(K::PHONE, "33612345678")],
@@ -573,7 +584,7 @@ fn birth_dates_and_years() {
     let mut parser =
         RecordParser::new(RecordFormat::Dataset, ParserConfig::with_current_year(2030));
     let p = parser.parse_json(br#"{"birth_year": 2030}"#).unwrap();
-    assert_eq!(p.member.get(K::DOBY), Some(h("2030").as_str()));
+    assert_eq!(p.member.value(K::DOBY), Some(h("2030")));
 }
 
 #[test]
@@ -630,7 +641,7 @@ fn record_shapes_and_rejected_lines() {
     let p = legacy
         .parse_json(br#"{"meta": {"raw_email": "x@y.z"}, "data": {"raw_email": "a@b.c"}, "more": [1, {"a": null}]}"#)
         .unwrap();
-    assert_eq!(p.member.get(K::EMAIL), Some(h("a@b.c").as_str()));
+    assert_eq!(p.member.value(K::EMAIL), Some(h("a@b.c")));
     // dataset: a `data` attribute is just an unknown attribute
     let p = dataset
         .parse_json(br#"{"data": {"raw_email": "a@b.c"}}"#)
@@ -640,12 +651,12 @@ fn record_shapes_and_rejected_lines() {
     let p = dataset
         .parse_json(br#"{"raw\u005femail": "J\u0041NE@example.org", "unknown": {"deep": [1, 2, {"x": "y"}]}}"#)
         .unwrap();
-    assert_eq!(p.member.get(K::EMAIL), Some(h("jane@example.org").as_str()));
+    assert_eq!(p.member.value(K::EMAIL), Some(h("jane@example.org")));
     // duplicate keys: the last wins
     let p = dataset
         .parse_json(br#"{"raw_email": "a@b.c", "raw_email": "d@e.f"}"#)
         .unwrap();
-    assert_eq!(p.member.get(K::EMAIL), Some(h("d@e.f").as_str()));
+    assert_eq!(p.member.value(K::EMAIL), Some(h("d@e.f")));
 }
 
 #[test]
@@ -722,7 +733,10 @@ mod original_audience_parser_spec {
                 "6959097001d10501ac7d54c0bdb8db61420f658f2922cc26e46d536119a31126"
             )])
         );
-        assert_eq!(legacy(r#"{"data": {"foo": "bar"}}"#).get(K::COUNTRY), None);
+        assert_eq!(
+            legacy(r#"{"data": {"foo": "bar"}}"#).value(K::COUNTRY),
+            None
+        );
     }
 
     #[test]
@@ -741,7 +755,7 @@ mod original_audience_parser_spec {
                 "62c66a7a5dd70c3146618063c344e531e6d4b59e379808443ce962b3abd63c5a"
             )])
         );
-        assert_eq!(legacy(r#"{"data": {"foo": "bar"}}"#).get(K::GEN), None);
+        assert_eq!(legacy(r#"{"data": {"foo": "bar"}}"#).value(K::GEN), None);
     }
 
     #[test]
@@ -758,7 +772,7 @@ mod original_audience_parser_spec {
                 legacy(&format!(
                     r#"{{"data": {{"{attr}": {{"type": "sha1_email", "value": "{SHA1}"}}}}}}"#
                 ))
-                .get(K::EMAIL),
+                .value(K::EMAIL),
                 None
             );
         }
@@ -807,7 +821,7 @@ mod original_audience_parser_spec {
                 member(&[(K::MADID, id)])
             );
         }
-        assert_eq!(legacy(r#"{"data": {"foo": "bar"}}"#).get(K::MADID), None);
+        assert_eq!(legacy(r#"{"data": {"foo": "bar"}}"#).value(K::MADID), None);
         for (t, v) in [
             (
                 r#""type": "adid", "#,
@@ -920,33 +934,33 @@ mod original_audience_parser_spec {
         // The original lowercased names only; the spec keeps letters only, so punctuation,
         // digits and spaces go.
         assert_eq!(
-            legacy(r#"{"data": {"person_name": {"given_name": "Mary Ann"}}}"#).get(K::FN),
-            Some(h("maryann").as_str())
+            legacy(r#"{"data": {"person_name": {"given_name": "Mary Ann"}}}"#).value(K::FN),
+            Some(h("maryann"))
         );
         // The original matched gender exactly (`male`/`female`); the spec is case-insensitive
         // and takes `m`/`f`.
         assert_eq!(
-            legacy(r#"{"data": {"hl7_gender": {"gender": "M"}}}"#).get(K::GEN),
-            Some(h("m").as_str())
+            legacy(r#"{"data": {"hl7_gender": {"gender": "M"}}}"#).value(K::GEN),
+            Some(h("m"))
         );
         // The original sent any birth_year and any pre-hashed email as is; the spec checks
         // the year range and the 64-hex shape.
         assert_eq!(
-            legacy(r#"{"data": {"birth_year": 1850}}"#).get(K::DOBY),
+            legacy(r#"{"data": {"birth_year": 1850}}"#).value(K::DOBY),
             None
         );
         assert_eq!(
-            legacy(r#"{"data": {"sha256_hashed_email": {"value": "not-a-hash"}}}"#).get(K::EMAIL),
+            legacy(r#"{"data": {"sha256_hashed_email": {"value": "not-a-hash"}}}"#).value(K::EMAIL),
             None
         );
         // The original sent MADIDs as given; the spec lowercases them.
         assert_eq!(
-            legacy(r#"{"data": {"apple_idfa": {"value": "AB-CD"}}}"#).get(K::MADID),
-            Some("ab-cd")
+            legacy(r#"{"data": {"apple_idfa": {"value": "AB-CD"}}}"#).value(K::MADID),
+            Some("ab-cd".to_string())
         );
         // The original read `iso_3166_1_country` of any length; the spec wants 2 letters.
         assert_eq!(
-            legacy(r#"{"data": {"iso_3166_1_country": "USA"}}"#).get(K::COUNTRY),
+            legacy(r#"{"data": {"iso_3166_1_country": "USA"}}"#).value(K::COUNTRY),
             None
         );
     }
