@@ -136,9 +136,13 @@ impl RecordParser {
 
     /// Parses one JSON line (without its line terminator; surrounding whitespace is fine).
     pub fn parse_json(&mut self, line: &[u8]) -> Result<ParsedRecord, NotAnObject> {
-        let line = std::str::from_utf8(line).map_err(|e| NotAnObject {
-            source: Box::new(e),
-        })?;
+        let line = match simdutf8::basic::from_utf8(line) {
+            Ok(line) => line,
+            // std's error says where the line went wrong
+            Err(_) => std::str::from_utf8(line).map_err(|e| NotAnObject {
+                source: Box::new(e),
+            })?,
+        };
         let mut raw = RawRecord::default();
         json::read_line(line, self.format, &mut raw).map_err(|e| NotAnObject {
             source: Box::new(e),

@@ -18,17 +18,35 @@ pub(crate) enum Check {
     Valid,
 }
 
-/// Capital sigma, the one letter whose lowercase depends on its context (`ς` at the end of a
-/// word): strings holding it go through `str::to_lowercase`, the others char by char.
-const CAPITAL_SIGMA: char = '\u{3a3}';
+/// Whether `s` holds a capital sigma (`Σ`, UTF-8 `CE A3`), the one letter whose lowercase
+/// depends on its context (`ς` at the end of a word): strings holding it go through
+/// `str::to_lowercase`, the others char by char.
+fn has_capital_sigma(s: &str) -> bool {
+    let b = s.as_bytes();
+    memchr::memchr_iter(0xCE, b).any(|i| b.get(i + 1) == Some(&0xA3))
+}
 
+/// Appends `s` lowercased (`s` has no capital sigma, or is ASCII).
 fn push_lowercase(out: &mut String, s: &str) {
     if s.is_ascii() {
-        out.extend(s.bytes().map(|b| char::from(b.to_ascii_lowercase())));
-    } else if s.contains(CAPITAL_SIGMA) {
+        let start = out.len();
+        out.push_str(s);
+        if let Some(new) = out.get_mut(start..) {
+            new.make_ascii_lowercase();
+        }
+    } else if has_capital_sigma(s) {
         out.push_str(&s.to_lowercase());
     } else {
-        out.extend(s.chars().flat_map(char::to_lowercase));
+        for c in s.chars() {
+            match c {
+                // Latin-1 capitals lowercase to the code point 0x20 above (× is not a letter)
+                'A'..='Z' | '\u{c0}'..='\u{de}' if c != '\u{d7}' => {
+                    out.push(char::from_u32(u32::from(c) + 0x20).unwrap_or(c));
+                }
+                c if u32::from(c) <= 0xff => out.push(c),
+                c => out.extend(c.to_lowercase()),
+            }
+        }
     }
 }
 
@@ -49,9 +67,9 @@ pub(crate) fn email(raw: &str, out: &mut String) -> Check {
     if s.is_empty() {
         return Check::Absent;
     }
-    let mut ats = s.match_indices('@');
-    let valid = match (ats.next(), ats.next()) {
-        (Some((at, _)), None) => at > 0 && at + 1 < s.len(),
+    let b = s.as_bytes();
+    let valid = match (memchr::memchr(b'@', b), memchr::memrchr(b'@', b)) {
+        (Some(at), Some(last)) => at == last && at > 0 && at + 1 < b.len(),
         _ => false,
     };
     if !valid {
@@ -90,13 +108,15 @@ pub(crate) fn madid(raw: &str, out: &mut String) -> Check {
 /// Names, cities and regions: NFC, lowercase, letters only (any script).
 pub(crate) fn letters(raw: &str, out: &mut String) -> Check {
     out.clear();
-    if raw.is_ascii() {
+    if raw.bytes().all(|b| b.is_ascii_alphabetic()) {
+        push_lowercase(out, raw);
+    } else if raw.is_ascii() {
         out.extend(
             raw.bytes()
                 .filter(u8::is_ascii_alphabetic)
                 .map(|b| char::from(b.to_ascii_lowercase())),
         );
-    } else if raw.contains(CAPITAL_SIGMA) {
+    } else if has_capital_sigma(raw) {
         let nfc: String = raw.nfc().collect();
         out.extend(nfc.to_lowercase().chars().filter(|l| l.is_alphabetic()));
     } else if unicode_normalization::is_nfc_quick(raw.chars())
@@ -117,15 +137,19 @@ pub(crate) fn letters(raw: &str, out: &mut String) -> Check {
 /// Appends the lowercase letters of `chars` (no capital sigma among them).
 fn push_lowercase_letters(out: &mut String, chars: impl Iterator<Item = char>) {
     for c in chars {
-        if c.is_ascii() {
-            if c.is_ascii_alphabetic() {
-                out.push(c.to_ascii_lowercase());
+        match c {
+            'a'..='z' | '\u{df}'..='\u{ff}' if c != '\u{f7}' => out.push(c),
+            // Latin-1 capitals lowercase to the code point 0x20 above (× is not a letter)
+            'A'..='Z' | '\u{c0}'..='\u{de}' if c != '\u{d7}' => {
+                out.push(char::from_u32(u32::from(c) + 0x20).unwrap_or(c));
             }
-            continue;
-        }
-        for l in c.to_lowercase() {
-            if l.is_alphabetic() {
-                out.push(l);
+            c if c.is_ascii() => {}
+            c => {
+                for l in c.to_lowercase() {
+                    if l.is_alphabetic() {
+                        out.push(l);
+                    }
+                }
             }
         }
     }
@@ -185,7 +209,9 @@ pub(crate) fn region(raw: &str, out: &mut String) -> Check {
 /// its first 5 digits.
 pub(crate) fn zip(raw: &str, out: &mut String) -> Check {
     out.clear();
-    if raw.contains(CAPITAL_SIGMA) {
+    if raw.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        push_lowercase(out, raw);
+    } else if has_capital_sigma(raw) {
         // lowercase the whole value first: a final sigma depends on its neighbours
         out.extend(raw.to_lowercase().chars().filter(|c| !c.is_whitespace()));
     } else {
@@ -273,6 +299,38 @@ mod tests {
                 String::new()
             },
         )
+    }
+
+    #[test]
+    fn fast_paths_agree_with_the_plain_unicode_rules() {
+        // every code point of the Latin blocks the fast paths special-case, alone, between
+        // ASCII letters and in capitals, through each rule that lowercases
+        let mut inputs: Vec<String> = Vec::new();
+        for cp in (0x20..0x300).chain([0x3a3, 0x130, 0x1e9e, 0x2126]) {
+            let Some(c) = char::from_u32(cp) else { continue };
+            inputs.push(c.to_string());
+            inputs.push(format!("Ab{c}Cd"));
+            inputs.push(format!("{c}{c} X"));
+        }
+        inputs.extend(["ΣΑΣ", "ÀÉÎÕÜ", "straße", "×÷", "ABC", "abc def", "A1b2"].map(String::from));
+        for input in &inputs {
+            let nfc: String = input.nfc().collect();
+            let lower = nfc.to_lowercase();
+            let want_letters: String = lower.chars().filter(|c| c.is_alphabetic()).collect();
+            let (check, got) = run(letters, input);
+            assert_eq!(got, want_letters, "letters {input:?}");
+            assert_eq!(check == Check::Valid, !want_letters.is_empty(), "{input:?}");
+            let mut out = String::from("x");
+            push_lowercase(&mut out, input);
+            assert_eq!(out, format!("x{}", input.to_lowercase()), "lowercase {input:?}");
+            let want_zip: String = input
+                .to_lowercase()
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            assert_eq!(run(zip, input).1, want_zip, "zip {input:?}");
+            assert_eq!(has_capital_sigma(input), input.contains('\u{3a3}'), "{input:?}");
+        }
     }
 
     #[test]
