@@ -11,23 +11,20 @@ use facebook_connector_benches::{json_lines, records, write_parquet};
 use facebook_connector_core::domain::RecordFormat;
 use facebook_connector_core::normalize::ParserConfig;
 use facebook_connector_core::payload::{MAX_BATCH_SIZE, PayloadBuilder};
-use facebook_connector_core::source::{JsonLinesSource, ParquetSource};
+use facebook_connector_core::source::{JsonLinesSource, ParquetSource, RecordSource};
 use parquet::basic::{Compression, ZstdLevel};
 
 const RECORDS: usize = 100_000;
 const SEED: u64 = 20_261_126;
 
-/// Streams every record through the parser and the payload builder; returns payload bytes.
-fn run(
-    source: impl Iterator<
-        Item = Result<facebook_connector_core::source::Record, facebook_connector_core::Error>,
-    >,
-) -> usize {
+/// Streams every record through the parser and the payload builder, as the worker does;
+/// returns payload bytes.
+fn run(mut source: impl RecordSource) -> usize {
     let mut builder = PayloadBuilder::new(MAX_BATCH_SIZE).unwrap();
     let mut bytes = 0;
-    for record in source {
-        if let Some(member) = record.unwrap().member
-            && let Some(payload) = builder.push(&member)
+    while let Some(record) = source.next_record() {
+        if let Some(member) = &record.unwrap().member
+            && let Some(payload) = builder.push(member)
         {
             bytes += payload.as_json().len();
         }

@@ -19,7 +19,7 @@ pub fn parse(file: Option<&Path>, format: RecordFormat) -> CliResult {
     let progress = progress_bar(file);
     let mut out = io::BufWriter::with_capacity(256 * 1024, io::stdout().lock());
     let mut line = String::with_capacity(1024);
-    for record in reader.by_ref() {
+    while let Some(record) = reader.next_record() {
         let record = record?;
         line.clear();
         match &record.member {
@@ -47,7 +47,7 @@ pub fn payload(file: Option<&Path>, format: RecordFormat, batch_size: usize) -> 
     let progress = progress_bar(file);
     let mut out = io::BufWriter::with_capacity(256 * 1024, io::stdout().lock());
     let mut batches = 0u64;
-    for record in reader.by_ref() {
+    while let Some(record) = reader.next_record() {
         let record = record?;
         tick(&progress, record.number);
         let Some(member) = &record.member else {

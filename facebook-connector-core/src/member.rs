@@ -356,6 +356,12 @@ impl AudienceMember {
         }
     }
 
+    /// Removes every value (keeps the MADID's allocation for reuse).
+    pub fn clear(&mut self) {
+        self.present = 0;
+        self.madid.clear();
+    }
+
     /// Removes the value of `key`.
     pub fn remove(&mut self, key: MemberKey) {
         self.present &= !(1 << key.index());

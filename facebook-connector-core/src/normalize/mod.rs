@@ -136,6 +136,23 @@ impl RecordParser {
 
     /// Parses one JSON line (without its line terminator; surrounding whitespace is fine).
     pub fn parse_json(&mut self, line: &[u8]) -> Result<ParsedRecord, NotAnObject> {
+        let mut member = AudienceMember::new();
+        let rejected_fields = self.parse_json_into(line, &mut member)?;
+        Ok(ParsedRecord {
+            member,
+            rejected_fields,
+        })
+    }
+
+    /// [`RecordParser::parse_json`] into a member the caller reuses (it is cleared first; on
+    /// `Err` it is left empty); returns the rejected fields. Saves a copy of the member per
+    /// record on hot paths.
+    pub fn parse_json_into(
+        &mut self,
+        line: &[u8],
+        member: &mut AudienceMember,
+    ) -> Result<FieldSet, NotAnObject> {
+        member.clear();
         let line = match simdutf8::basic::from_utf8(line) {
             Ok(line) => line,
             // std's error says where the line went wrong
@@ -147,14 +164,19 @@ impl RecordParser {
         json::read_line(line, self.format, &mut raw).map_err(|e| NotAnObject {
             source: Box::new(e),
         })?;
-        Ok(self.normalize(&raw))
+        Ok(self.normalize_into(&raw, member))
     }
 
-    /// Normalizes the intermediate representation (shared with the Parquet reader).
-    pub(crate) fn normalize(&mut self, raw: &RawRecord<'_>) -> ParsedRecord {
+    /// Normalizes the intermediate representation (shared with the Parquet reader) into a
+    /// cleared `member`; returns the rejected fields.
+    pub(crate) fn normalize_into(
+        &mut self,
+        raw: &RawRecord<'_>,
+        member: &mut AudienceMember,
+    ) -> FieldSet {
         let mut n = Normalizer {
             raw,
-            member: AudienceMember::new(),
+            member,
             rejected: raw.structural,
             scratch: &mut self.scratch,
             memo: &mut self.memo,
@@ -170,10 +192,7 @@ impl RecordParser {
         n.simple(Field::Locality, MemberKey::CT, rules::letters);
         n.simple(Field::Region, MemberKey::ST, rules::region);
         n.simple(Field::PostalCode, MemberKey::ZIP, rules::zip);
-        ParsedRecord {
-            member: n.member,
-            rejected_fields: n.rejected,
-        }
+        n.rejected
     }
 }
 
@@ -187,7 +206,7 @@ enum UniqueIdKind {
 
 struct Normalizer<'n, 'a> {
     raw: &'n RawRecord<'a>,
-    member: AudienceMember,
+    member: &'n mut AudienceMember,
     rejected: FieldSet,
     scratch: &'n mut String,
     memo: &'n mut HashMemo,

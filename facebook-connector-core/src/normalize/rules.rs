@@ -307,7 +307,9 @@ mod tests {
         // ASCII letters and in capitals, through each rule that lowercases
         let mut inputs: Vec<String> = Vec::new();
         for cp in (0x20..0x300).chain([0x3a3, 0x130, 0x1e9e, 0x2126]) {
-            let Some(c) = char::from_u32(cp) else { continue };
+            let Some(c) = char::from_u32(cp) else {
+                continue;
+            };
             inputs.push(c.to_string());
             inputs.push(format!("Ab{c}Cd"));
             inputs.push(format!("{c}{c} X"));
@@ -322,14 +324,22 @@ mod tests {
             assert_eq!(check == Check::Valid, !want_letters.is_empty(), "{input:?}");
             let mut out = String::from("x");
             push_lowercase(&mut out, input);
-            assert_eq!(out, format!("x{}", input.to_lowercase()), "lowercase {input:?}");
+            assert_eq!(
+                out,
+                format!("x{}", input.to_lowercase()),
+                "lowercase {input:?}"
+            );
             let want_zip: String = input
                 .to_lowercase()
                 .chars()
                 .filter(|c| !c.is_whitespace())
                 .collect();
             assert_eq!(run(zip, input).1, want_zip, "zip {input:?}");
-            assert_eq!(has_capital_sigma(input), input.contains('\u{3a3}'), "{input:?}");
+            assert_eq!(
+                has_capital_sigma(input),
+                input.contains('\u{3a3}'),
+                "{input:?}"
+            );
         }
     }
 

@@ -5,6 +5,7 @@ use std::io::{BufRead, Read};
 use super::{ParseStats, Record, RecordSource};
 use crate::domain::RecordFormat;
 use crate::error::Error;
+use crate::member::AudienceMember;
 use crate::normalize::{FieldSet, ParserConfig, RecordParser};
 
 /// Lines longer than this are rejected without being buffered whole (a record is ~130 bytes).
@@ -14,7 +15,16 @@ pub const DEFAULT_MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 /// (whitespace-only) lines are skipped but numbered; a UTF-8 byte order mark on the first line
 /// is ignored; a line that is not a JSON object — malformed, invalid UTF-8, an array or
 /// scalar, longer than the line limit — is a rejected line ([`Record::member`] is `None`).
+///
+/// Iterate it for owned records, or call [`RecordSource::next_record`] for records parsed
+/// into one reused buffer (the fast path: no copy of each member).
 pub struct JsonLinesSource<R> {
+    lines: Lines<R>,
+    current: Record,
+}
+
+/// The reading state, apart from the reused record so both can be borrowed at once.
+struct Lines<R> {
     reader: R,
     parser: RecordParser,
     stats: ParseStats,
@@ -28,33 +38,38 @@ impl<R: BufRead> JsonLinesSource<R> {
     /// A source of `format` records read from `reader`.
     pub fn new(reader: R, format: RecordFormat, config: ParserConfig) -> Self {
         JsonLinesSource {
-            reader,
-            parser: RecordParser::new(format, config),
-            stats: ParseStats::default(),
-            line: Vec::with_capacity(1024),
-            line_number: 0,
-            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
-            done: false,
+            lines: Lines {
+                reader,
+                parser: RecordParser::new(format, config),
+                stats: ParseStats::default(),
+                line: Vec::with_capacity(1024),
+                line_number: 0,
+                max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+                done: false,
+            },
+            current: Record::empty(),
         }
     }
 
     /// Changes the line length limit (at least 1 byte).
     pub fn with_max_line_bytes(mut self, max: usize) -> Self {
-        self.max_line_bytes = max.max(1);
+        self.lines.max_line_bytes = max.max(1);
         self
     }
 
     /// Replaces the counters (e.g. to keep more rejected line numbers).
     pub fn with_stats(mut self, stats: ParseStats) -> Self {
-        self.stats = stats;
+        self.lines.stats = stats;
         self
     }
 
     /// The counters, consuming the source.
     pub fn into_stats(self) -> ParseStats {
-        self.stats
+        self.lines.stats
     }
+}
 
+impl<R: BufRead> Lines<R> {
     /// Reads the next line into `self.line` (terminator removed). `Ok(None)` at the end;
     /// `Ok(Some(false))` for a line over the limit (skipped to its end).
     fn read_line(&mut self) -> std::io::Result<Option<bool>> {
@@ -90,12 +105,9 @@ impl<R: BufRead> JsonLinesSource<R> {
         }
         Ok(Some(true))
     }
-}
 
-impl<R: BufRead> Iterator for JsonLinesSource<R> {
-    type Item = Result<Record, Error>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+    /// Parses the next non-blank line into `out`; `None` at the end.
+    fn advance(&mut self, out: &mut Record) -> Option<Result<(), Error>> {
         while !self.done {
             // Fast path: the whole line is in the reader's buffer; parse it there, no copy.
             let buf = match self.reader.fill_buf() {
@@ -111,18 +123,19 @@ impl<R: BufRead> Iterator for JsonLinesSource<R> {
                 let line = &buf[..end];
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
                 self.line_number += 1;
-                let record = line_record(
+                let found = line_record(
                     &mut self.parser,
                     &mut self.stats,
                     self.line_number,
                     line,
                     true,
+                    out,
                 );
                 self.reader.consume(end + 1);
-                match record {
-                    Some(record) => return Some(Ok(record)),
-                    None => continue,
+                if found {
+                    return Some(Ok(()));
                 }
+                continue;
             }
             // Slow path: a line across buffer refills, the last line without terminator, or
             // a line over the limit.
@@ -135,21 +148,34 @@ impl<R: BufRead> Iterator for JsonLinesSource<R> {
                 Err(e) => return Some(Err(self.read_error(e))),
             };
             self.line_number += 1;
-            if let Some(record) = line_record(
+            if line_record(
                 &mut self.parser,
                 &mut self.stats,
                 self.line_number,
                 &self.line,
                 fits,
+                out,
             ) {
-                return Some(Ok(record));
+                return Some(Ok(()));
             }
         }
         None
     }
 }
 
-impl<R> JsonLinesSource<R> {
+impl<R: BufRead> Iterator for JsonLinesSource<R> {
+    type Item = Result<Record, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut record = Record::empty();
+        match self.lines.advance(&mut record)? {
+            Ok(()) => Some(Ok(record)),
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+impl<R> Lines<R> {
     /// Ends the source on an I/O error.
     fn read_error(&mut self, e: std::io::Error) -> Error {
         self.done = true;
@@ -160,45 +186,50 @@ impl<R> JsonLinesSource<R> {
     }
 }
 
-/// The record of line `number` (terminator removed; `fits` is false for a line over the
-/// limit), counted in `stats`; `None` for a blank line.
+/// Parses line `number` (terminator removed; `fits` is false for a line over the limit) into
+/// `out` and counts it in `stats`; `false` for a blank line (`out` untouched).
 fn line_record(
     parser: &mut RecordParser,
     stats: &mut ParseStats,
     number: u64,
     mut line: &[u8],
     fits: bool,
-) -> Option<Record> {
+    out: &mut Record,
+) -> bool {
     if number == 1 {
         line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
     }
     if fits && line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
-        return None;
+        return false;
     }
+    out.number = number;
+    let member = out.member.get_or_insert_with(AudienceMember::new);
     let parsed = if fits {
-        parser.parse_json(line).ok()
+        parser.parse_json_into(line, member).ok()
     } else {
         None
     };
-    let record = match parsed {
-        Some(parsed) => Record {
-            number,
-            member: Some(parsed.member),
-            rejected_fields: parsed.rejected_fields,
-        },
-        None => Record {
-            number,
-            member: None,
-            rejected_fields: FieldSet::EMPTY,
-        },
-    };
-    stats.count(&record);
-    Some(record)
+    match parsed {
+        Some(rejected_fields) => out.rejected_fields = rejected_fields,
+        None => {
+            out.member = None;
+            out.rejected_fields = FieldSet::EMPTY;
+        }
+    }
+    stats.count(out);
+    true
 }
 
 impl<R: BufRead> RecordSource for JsonLinesSource<R> {
     fn stats(&self) -> &ParseStats {
-        &self.stats
+        &self.lines.stats
+    }
+
+    fn next_record(&mut self) -> Option<Result<&Record, Error>> {
+        match self.lines.advance(&mut self.current)? {
+            Ok(()) => Some(Ok(&self.current)),
+            Err(e) => Some(Err(e)),
+        }
     }
 }
 
@@ -288,6 +319,23 @@ mod tests {
             let out: Vec<Record> = src.by_ref().map(Result::unwrap).collect();
             assert_eq!(out, whole.0, "buffer of {capacity} bytes");
             assert_eq!(src.into_stats(), whole.1, "buffer of {capacity} bytes");
+            // the lending API reads the same, through one reused record
+            let mut src = JsonLinesSource::new(
+                std::io::BufReader::with_capacity(capacity, &input[..]),
+                RecordFormat::Dataset,
+                ParserConfig::with_current_year(2024),
+            )
+            .with_max_line_bytes(200);
+            let mut lent = Vec::new();
+            while let Some(record) = src.next_record() {
+                lent.push(record.unwrap().clone());
+            }
+            assert_eq!(lent, whole.0, "lent, buffer of {capacity} bytes");
+            assert_eq!(
+                src.into_stats(),
+                whole.1,
+                "lent, buffer of {capacity} bytes"
+            );
         }
     }
 

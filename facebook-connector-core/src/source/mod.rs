@@ -47,11 +47,28 @@ pub struct Record {
     pub rejected_fields: FieldSet,
 }
 
-/// A source of records. Iterate it for the records (an `Err` is an I/O or file error: stop
-/// there); read [`RecordSource::stats`] at any time, e.g. at the end.
+impl Record {
+    /// A record numbered 0 without a member (a buffer to parse into).
+    pub fn empty() -> Self {
+        Record {
+            number: 0,
+            member: None,
+            rejected_fields: FieldSet::EMPTY,
+        }
+    }
+}
+
+/// A source of records. Iterate it for owned records, or call
+/// [`RecordSource::next_record`] for each record parsed into a buffer the source reuses (no
+/// copy per record: the way through large files). An `Err` is an I/O or file error: stop
+/// there. Read [`RecordSource::stats`] at any time, e.g. at the end.
 pub trait RecordSource: Iterator<Item = Result<Record, Error>> {
     /// Counters of what was read so far.
     fn stats(&self) -> &ParseStats;
+
+    /// The next record, borrowed until the next call; `None` at the end. Mixing it with
+    /// iteration is fine: both read the same stream.
+    fn next_record(&mut self) -> Option<Result<&Record, Error>>;
 }
 
 /// How many rejected line numbers [`ParseStats`] keeps by default.
@@ -249,6 +266,14 @@ impl RecordSource for RecordReader {
             RecordReader::JsonLines(s) => s.stats(),
             #[cfg(feature = "parquet")]
             RecordReader::Parquet(s) => s.stats(),
+        }
+    }
+
+    fn next_record(&mut self) -> Option<Result<&Record, Error>> {
+        match self {
+            RecordReader::JsonLines(s) => s.next_record(),
+            #[cfg(feature = "parquet")]
+            RecordReader::Parquet(s) => s.next_record(),
         }
     }
 }

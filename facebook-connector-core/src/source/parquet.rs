@@ -31,6 +31,7 @@ use time::Date;
 use super::{ParseStats, Record, RecordSource};
 use crate::domain::RecordFormat;
 use crate::error::Error;
+use crate::member::AudienceMember;
 use crate::normalize::raw::{Leaf, RawRecord, Shape, attribute, member};
 use crate::normalize::{Field, ParserConfig, RecordParser};
 
@@ -48,6 +49,8 @@ pub struct ParquetSource {
     parser: RecordParser,
     stats: ParseStats,
     pending: VecDeque<Record>,
+    /// The record [`RecordSource::next_record`] lends.
+    current: Record,
     rows: u64,
     done: bool,
 }
@@ -87,6 +90,7 @@ impl ParquetSource {
             parser: RecordParser::new(format, config),
             stats: ParseStats::default(),
             pending: VecDeque::with_capacity(BATCH_ROWS),
+            current: Record::empty(),
             rows: 0,
             done: false,
         })
@@ -120,12 +124,13 @@ impl ParquetSource {
                     }
                 }
             }
-            let parsed = self.parser.normalize(&raw);
+            let mut member = AudienceMember::new();
+            let rejected_fields = self.parser.normalize_into(&raw, &mut member);
             self.rows += 1;
             self.pending.push_back(Record {
                 number: self.rows,
-                member: Some(parsed.member),
-                rejected_fields: parsed.rejected_fields,
+                member: Some(member),
+                rejected_fields,
             });
         }
     }
@@ -161,6 +166,16 @@ impl Iterator for ParquetSource {
 impl RecordSource for ParquetSource {
     fn stats(&self) -> &ParseStats {
         &self.stats
+    }
+
+    fn next_record(&mut self) -> Option<Result<&Record, Error>> {
+        match self.next()? {
+            Ok(record) => {
+                self.current = record;
+                Some(Ok(&self.current))
+            }
+            Err(e) => Some(Err(e)),
+        }
     }
 }
 
