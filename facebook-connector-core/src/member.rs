@@ -114,12 +114,45 @@ pub const HASH_HEX_LEN: usize = 64;
 /// A SHA-256 digest.
 pub type Digest = [u8; DIGEST_LEN];
 
-/// SHA-256 of `input`.
+/// SHA-256 of `input`. Where the CPU has SHA extensions, sha2's path for them (≈80 ns per
+/// short value on the benchmark machine, where ring takes ≈130 ns: less per-call overhead);
+/// elsewhere ring's assembly (1.5–1.7× faster than sha2's portable code).
 pub fn sha256(input: &[u8]) -> Digest {
+    if cpu_has_sha_extensions() {
+        sha256_sha2(input)
+    } else {
+        sha256_ring(input)
+    }
+}
+
+fn sha256_sha2(input: &[u8]) -> Digest {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(input).into()
+}
+
+fn sha256_ring(input: &[u8]) -> Digest {
     let digest = ring::digest::digest(&ring::digest::SHA256, input);
     let mut out = [0u8; DIGEST_LEN];
     out.copy_from_slice(digest.as_ref());
     out
+}
+
+/// Whether the CPU has SHA-256 instructions (std caches the answer).
+fn cpu_has_sha_extensions() -> bool {
+    #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+    {
+        std::arch::is_x86_feature_detected!("sha")
+            && std::arch::is_x86_feature_detected!("sse4.1")
+            && std::arch::is_x86_feature_detected!("ssse3")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("sha2")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "x86", target_arch = "aarch64")))]
+    {
+        false
+    }
 }
 
 /// SHA-256 of `input` as 64 lowercase hex bytes, on the stack.
@@ -538,6 +571,20 @@ mod tests {
         assert!(!is_lower_hex64(
             b"F1904cf1a9d73a55fa5de0ac823c4403ded71afd4c3248d00bdcd0866552bb79"
         ));
+    }
+
+    #[test]
+    fn both_sha256_implementations_agree() {
+        // block boundaries (55/56/64 bytes) and multi-block inputs included
+        for len in (0..200).chain([1000, 4096]) {
+            let input: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+            assert_eq!(sha256_sha2(&input), sha256_ring(&input), "{len} bytes");
+        }
+        assert_eq!(
+            sha256_sha2(b"mary@example.com").to_vec(),
+            const_hex::decode("f1904cf1a9d73a55fa5de0ac823c4403ded71afd4c3248d00bdcd0866552bb79")
+                .unwrap()
+        );
     }
 
     #[test]

@@ -42,6 +42,7 @@
 //!   territories (AS, GU, MP, PR, VI, UM) are matched on their letters, case-insensitively.
 //! - **ZIP+4** applies to any value of exactly `ddddd-dddd` or 9 digits.
 
+mod fast;
 mod field;
 mod json;
 pub(crate) mod raw;
@@ -161,9 +162,13 @@ impl RecordParser {
             })?,
         };
         let mut raw = RawRecord::default();
-        json::read_line(line, self.format, &mut raw).map_err(|e| NotAnObject {
-            source: Box::new(e),
-        })?;
+        if fast::read_line(line, self.format, &mut raw).is_none() {
+            // outside the fast path's subset: serde decides what the line is
+            raw = RawRecord::default();
+            json::read_line(line, self.format, &mut raw).map_err(|e| NotAnObject {
+                source: Box::new(e),
+            })?;
+        }
         Ok(self.normalize_into(&raw, member))
     }
 

@@ -91,7 +91,7 @@ pub(crate) fn member(children: &'static [(&'static str, Field)], name: &str) -> 
 }
 
 /// One record's input values.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct RawRecord<'a> {
     values: [Leaf<'a>; FIELD_COUNT],
     /// Object attributes (or legacy `data`) that had the wrong type.

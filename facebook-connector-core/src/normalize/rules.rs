@@ -116,6 +116,9 @@ pub(crate) fn letters(raw: &str, out: &mut String) -> Check {
                 .filter(u8::is_ascii_alphabetic)
                 .map(|b| char::from(b.to_ascii_lowercase())),
         );
+    } else if raw.chars().all(|c| u32::from(c) < 0x300) {
+        // Nothing below U+0300 combines or decomposes differently: already NFC.
+        push_lowercase_letters(out, raw.chars());
     } else if has_capital_sigma(raw) {
         let nfc: String = raw.nfc().collect();
         out.extend(nfc.to_lowercase().chars().filter(|l| l.is_alphabetic()));
