@@ -75,12 +75,35 @@ fn json_lines_bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// The payload builder alone, on members parsed beforehand.
+fn payload_bench(c: &mut Criterion) {
+    let generated = records(SEED, RECORDS);
+    let input = json_lines(&generated, true);
+    let members: Vec<_> =
+        JsonLinesSource::new(&input[..], RecordFormat::Legacy, ParserConfig::default())
+            .filter_map(|r| r.unwrap().member)
+            .collect();
+    let mut group = c.benchmark_group("payload");
+    group.throughput(Throughput::Elements(members.len() as u64));
+    group.bench_function("build_payloads", |b| {
+        b.iter(|| {
+            let bytes: usize = PayloadBuilder::new(MAX_BATCH_SIZE)
+                .unwrap()
+                .batches(&members)
+                .map(|p| p.as_json().len())
+                .sum();
+            black_box(bytes)
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_secs(2))
         .measurement_time(Duration::from_secs(8));
-    targets = json_lines_bench
+    targets = json_lines_bench, payload_bench
 }
 criterion_main!(benches);

@@ -195,39 +195,37 @@ impl PayloadBuilder {
             json.push('"');
         }
         json.push_str("],\"data\":[");
+        let cells: Vec<(u16, bool)> = schema
+            .iter()
+            .map(|k| (1 << k.index(), *k == MemberKey::MADID))
+            .collect();
         let mut digests = self.digests.iter();
         let mut madid_start = 0;
         let mut madid_ends = self.madid_ends.iter();
         let mut hex = const_hex::Buffer::<DIGEST_LEN>::new();
-        for (r, &mask) in self.rows.iter().enumerate() {
-            if r > 0 {
-                json.push(',');
-            }
+        for &mask in &self.rows {
             json.push('[');
-            let mut first = true;
-            for key in MemberKey::ALL {
-                let bit = 1 << key.index();
-                if self.keys & bit == 0 {
-                    continue;
-                }
-                if !first {
-                    json.push(',');
-                }
-                first = false;
+            for &(bit, is_madid) in &cells {
                 if mask & bit == 0 {
-                    json.push_str("\"\"");
-                } else if key == MemberKey::MADID {
+                    json.push_str("\"\",");
+                } else if is_madid {
                     let end = madid_ends.next().copied().unwrap_or(madid_start);
                     json.push_str(self.madids.get(madid_start..end).unwrap_or("\"\""));
+                    json.push(',');
                     madid_start = end;
                 } else {
                     json.push('"');
                     json.push_str(hex.format(digests.next().unwrap_or(&[0; DIGEST_LEN])));
-                    json.push('"');
+                    json.push_str("\",");
                 }
             }
-            json.push(']');
+            // the row's last comma gives way to its bracket
+            if json.ends_with(',') {
+                json.pop();
+            }
+            json.push_str("],");
         }
+        json.pop(); // the last row's comma
         json.push_str("]}");
         let rows = self.rows.len();
         self.rows.clear();
