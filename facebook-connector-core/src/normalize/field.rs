@@ -114,10 +114,12 @@ impl FieldSet {
 
     /// The fields, in declaration order.
     pub fn iter(self) -> impl Iterator<Item = Field> {
-        Field::ALL
-            .iter()
-            .copied()
-            .filter(move |f| self.contains(*f))
+        let mut bits = self.0;
+        std::iter::from_fn(move || {
+            let index = bits.trailing_zeros() as usize;
+            bits &= bits.wrapping_sub(1);
+            Field::ALL.get(index).copied()
+        })
     }
 }
 

@@ -236,7 +236,7 @@ impl<'n, 'a> Normalizer<'n, 'a> {
         match self.raw.get(Field::UniqueIdType) {
             Leaf::Missing => UniqueIdKind::Madid,
             Leaf::Str(t) => {
-                let t = t.trim();
+                let t = rules::trim(t);
                 if t.eq_ignore_ascii_case("sha256_email") {
                     UniqueIdKind::Email
                 } else if t.eq_ignore_ascii_case("adid") || t.eq_ignore_ascii_case("idfa") {
@@ -300,7 +300,7 @@ impl<'n, 'a> Normalizer<'n, 'a> {
         match self.raw.get(Field::HashedEmailType) {
             Leaf::Missing => {}
             Leaf::Str(t) => {
-                if t.trim().eq_ignore_ascii_case("sha256_email") {
+                if rules::trim(t).eq_ignore_ascii_case("sha256_email") {
                     self.prehashed(Field::HashedEmailValue, MemberKey::EMAIL);
                 }
             }

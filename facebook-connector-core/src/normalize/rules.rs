@@ -50,10 +50,19 @@ fn push_lowercase(out: &mut String, s: &str) {
     }
 }
 
+/// `s` without surrounding whitespace (`str::trim`), answered without decoding characters
+/// when both ends are printable ASCII (nearly always).
+pub(crate) fn trim(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(first), Some(last)) if first.is_ascii_graphic() && last.is_ascii_graphic() => s,
+        _ => s.trim(),
+    }
+}
+
 /// Pre-hashed values: trimmed, 64 hex characters of either case; the digest they spell
 /// (sent as lowercase hex). `Ok(None)` when empty, `Err` when invalid.
 pub(crate) fn hex64(raw: &str) -> Result<Option<Digest>, ()> {
-    let s = raw.trim().as_bytes();
+    let s = trim(raw).as_bytes();
     if s.is_empty() {
         return Ok(None);
     }
@@ -63,7 +72,7 @@ pub(crate) fn hex64(raw: &str) -> Result<Option<Digest>, ()> {
 /// Raw emails: trimmed, lowercased, exactly one `@` with text on both sides.
 pub(crate) fn email(raw: &str, out: &mut String) -> Check {
     out.clear();
-    let s = raw.trim();
+    let s = trim(raw);
     if s.is_empty() {
         return Check::Absent;
     }
@@ -97,7 +106,7 @@ pub(crate) fn phone(raw: &str, out: &mut String) -> Check {
 /// MADIDs: trimmed, lowercased (hyphens kept), non-empty.
 pub(crate) fn madid(raw: &str, out: &mut String) -> Check {
     out.clear();
-    let s = raw.trim();
+    let s = trim(raw);
     if s.is_empty() {
         return Check::Absent;
     }
@@ -168,7 +177,7 @@ pub(crate) fn first_char(normalized: &str) -> &str {
 
 /// Genders: `m` or `f`.
 pub(crate) fn gender(raw: &str) -> (Check, &'static str) {
-    let s = raw.trim();
+    let s = trim(raw);
     if s.is_empty() {
         (Check::Absent, "")
     } else if s.eq_ignore_ascii_case("male") || s.eq_ignore_ascii_case("m") {
@@ -183,7 +192,7 @@ pub(crate) fn gender(raw: &str) -> (Check, &'static str) {
 /// Countries: trimmed, exactly two ASCII letters, lowercased.
 pub(crate) fn country(raw: &str, out: &mut String) -> Check {
     out.clear();
-    let s = raw.trim();
+    let s = trim(raw);
     if s.is_empty() {
         return Check::Absent;
     }
@@ -244,7 +253,7 @@ pub(crate) fn zip(raw: &str, out: &mut String) -> Check {
 
 /// `YYYY-MM-DD`, or an RFC 3339 timestamp read in UTC.
 pub(crate) fn birthdate(raw: &str) -> Result<Option<Date>, ()> {
-    let s = raw.trim();
+    let s = trim(raw);
     if s.is_empty() {
         return Ok(None);
     }
@@ -277,7 +286,7 @@ pub(crate) fn birthdate(raw: &str) -> Result<Option<Date>, ()> {
 
 /// `birth_year` given as a string: exactly four ASCII digits (surrounding spaces trimmed).
 pub(crate) fn year_string(raw: &str) -> Result<Option<i64>, ()> {
-    let s = raw.trim().as_bytes();
+    let s = trim(raw).as_bytes();
     if s.is_empty() {
         return Ok(None);
     }
@@ -343,6 +352,28 @@ mod tests {
                 input.contains('\u{3a3}'),
                 "{input:?}"
             );
+        }
+    }
+
+    #[test]
+    fn trim_is_str_trim() {
+        for s in [
+            "",
+            " ",
+            "a",
+            " a ",
+            "\u{b}a\u{c}",
+            "\u{a0}x\u{a0}",
+            "x\u{2003}",
+            "\u{85}",
+            "é",
+            " é ",
+            "a b",
+            "\ta\r\n",
+            "!",
+            "~x~",
+        ] {
+            assert_eq!(trim(s), s.trim(), "{s:?}");
         }
     }
 
