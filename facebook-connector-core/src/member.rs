@@ -126,8 +126,34 @@ pub fn sha256(input: &[u8]) -> Digest {
 }
 
 fn sha256_sha2(input: &[u8]) -> Digest {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(input).into()
+    /// SHA-256's initial state (FIPS 180-4, 5.3.3).
+    const INITIAL: [u32; 8] = [
+        0x6a09_e667,
+        0xbb67_ae85,
+        0x3c6e_f372,
+        0xa54f_f53a,
+        0x510e_527f,
+        0x9b05_688c,
+        0x1f83_d9ab,
+        0x5be0_cd19,
+    ];
+    // Values of up to 55 bytes fit one padded block: compress it directly, without the
+    // streaming hasher's buffering (most member values are this short).
+    if input.len() > 55 {
+        use sha2::Digest as _;
+        return sha2::Sha256::digest(input).into();
+    }
+    let mut block = [0u8; 64];
+    block[..input.len()].copy_from_slice(input);
+    block[input.len()] = 0x80;
+    block[56..].copy_from_slice(&(input.len() as u64 * 8).to_be_bytes());
+    let mut state = INITIAL;
+    sha2::block_api::compress256(&mut state, &[block]);
+    let mut out = [0u8; DIGEST_LEN];
+    for (bytes, word) in out.chunks_exact_mut(4).zip(state) {
+        bytes.copy_from_slice(&word.to_be_bytes());
+    }
+    out
 }
 
 fn sha256_ring(input: &[u8]) -> Digest {
