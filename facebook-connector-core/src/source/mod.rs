@@ -11,8 +11,8 @@
 //! let input = "{\"data\": {\"raw_email\": \"mary@example.com\"}}\nnot json\n";
 //! let mut source = JsonLinesSource::new(input.as_bytes(), RecordFormat::Legacy, ParserConfig::default());
 //! let records: Vec<_> = source.by_ref().collect::<Result<_, _>>().unwrap();
-//! assert_eq!(records[0].member.as_ref().unwrap().get(MemberKey::EMAIL),
-//!            Some("f1904cf1a9d73a55fa5de0ac823c4403ded71afd4c3248d00bdcd0866552bb79"));
+//! assert_eq!(records[0].member.as_ref().unwrap().get(MemberKey::EMAIL).unwrap(),
+//!            "f1904cf1a9d73a55fa5de0ac823c4403ded71afd4c3248d00bdcd0866552bb79");
 //! assert!(records[1].member.is_none());
 //! assert_eq!(source.stats().rejected_line_numbers(), &[2]);
 //! ```
