@@ -5,9 +5,9 @@
 //!
 //! It accepts a strict subset of what the serde reader accepts and gives up (`None`) on
 //! anything else — a `\u` escape, an escaped key, a control character, a float, a negative
-//! or large number, an array, deep nesting, malformed JSON — so the caller re-reads the line with the serde
-//! reader, which decides what the line is. Whenever this returns `Some`, the serde reader
-//! gives the same record (a property test checks it).
+//! or large number, an array, deep nesting, malformed JSON — so the caller re-reads the line
+//! with the serde reader, which decides what the line is. Whenever this returns `Some`, the
+//! serde reader gives the same record (a property test checks it).
 
 use std::borrow::Cow;
 
@@ -35,7 +35,7 @@ pub(crate) fn read_line<'a>(
     (p.i == line.len()).then_some(())
 }
 
-/// The first `"`, `\\` or control character of `b` at or after `from`, eight bytes at a
+/// The first `"`, `\` or control character of `b` at or after `from`, eight bytes at a
 /// time.
 fn find_special(b: &[u8], from: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
