@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 
 use super::field::Field;
-use super::raw::{Leaf, RawRecord, Shape, attribute, member};
+use super::raw::{Leaf, RawRecord, Shape, attribute};
 use crate::domain::RecordFormat;
 
 /// Nesting deeper than this gives up (serde_json's limit is 128).
@@ -70,25 +70,6 @@ struct Scanner<'a> {
     i: usize,
 }
 
-/// A scalar as the fast path reads it.
-enum Scalar<'a> {
-    Str(Cow<'a, str>),
-    Int(i64),
-    Bool,
-    Null,
-}
-
-impl<'a> Scalar<'a> {
-    fn leaf(self) -> Leaf<'a> {
-        match self {
-            Scalar::Str(s) => Leaf::Str(s),
-            Scalar::Int(n) => Leaf::Int(n),
-            Scalar::Bool => Leaf::Wrong,
-            Scalar::Null => Leaf::Missing,
-        }
-    }
-}
-
 impl<'a> Scanner<'a> {
     fn peek(&self) -> Option<u8> {
         self.s.as_bytes().get(self.i).copied()
@@ -111,41 +92,43 @@ impl<'a> Scanner<'a> {
         Some(())
     }
 
-    /// A string without escapes or control characters, at the current `"`.
-    fn string(&mut self) -> Option<&'a str> {
-        let b = self.s.as_bytes();
-        let start = self.i + 1;
-        let end = find_special(b, start)?;
-        if b[end] != b'"' {
-            return None;
+    /// A key at the current `"`: a string without escapes (an escaped key gives up).
+    fn key(&mut self) -> Option<&'a str> {
+        match self.string_value()? {
+            Cow::Borrowed(key) => Some(key),
+            Cow::Owned(_) => None,
         }
-        self.i = end + 1;
-        // `start` and `end` are next to ASCII quotes: char boundaries of the valid UTF-8 line
-        self.s.get(start..end)
     }
 
     /// A string at the current `"`, unescaped; `\u` escapes and control characters give up.
     fn string_value(&mut self) -> Option<Cow<'a, str>> {
         let b = self.s.as_bytes();
-        let mut start = self.i + 1;
-        let mut owned: Option<String> = None;
+        let start = self.i + 1;
+        let end = find_special(b, start)?;
+        if b[end] == b'"' {
+            // no escape (nearly always): the string borrowed from the line
+            self.i = end + 1;
+            return self.s.get(start..end).map(Cow::Borrowed);
+        }
+        self.escaped_string(start, end)
+    }
+
+    /// The rest of [`Scanner::string_value`] for a string whose first special byte, at
+    /// `end`, is not its closing quote.
+    #[cold]
+    fn escaped_string(&mut self, mut start: usize, mut end: usize) -> Option<Cow<'a, str>> {
+        let b = self.s.as_bytes();
+        let mut owned = String::new();
         loop {
-            let end = find_special(b, start)?;
             // `start` and `end` are next to ASCII bytes: char boundaries of the valid line
-            let piece = self.s.get(start..end)?;
+            owned.push_str(self.s.get(start..end)?);
             match b[end] {
                 b'"' => {
                     self.i = end + 1;
-                    return Some(match owned {
-                        None => Cow::Borrowed(piece),
-                        Some(mut o) => {
-                            o.push_str(piece);
-                            Cow::Owned(o)
-                        }
-                    });
+                    return Some(Cow::Owned(owned));
                 }
                 b'\\' => {
-                    let unescaped = match b.get(end + 1)? {
+                    owned.push(match b.get(end + 1)? {
                         b'"' => '"',
                         b'\\' => '\\',
                         b'/' => '/',
@@ -155,14 +138,12 @@ impl<'a> Scanner<'a> {
                         b'r' => '\r',
                         b't' => '\t',
                         _ => return None,
-                    };
-                    let o = owned.get_or_insert_with(String::new);
-                    o.push_str(piece);
-                    o.push(unescaped);
+                    });
                     start = end + 2;
                 }
                 _ => return None,
             }
+            end = find_special(b, start)?;
         }
     }
 
@@ -191,27 +172,28 @@ impl<'a> Scanner<'a> {
         )
     }
 
-    /// `true`, `false` or `null` (whose first letter is current).
-    fn literal(&mut self) -> Option<Scalar<'a>> {
+    /// `true` or `false` (wrong where a value is read) or `null` (missing), whose first
+    /// letter is current.
+    fn literal(&mut self) -> Option<Leaf<'a>> {
         let rest = self.s.as_bytes().get(self.i..)?;
-        let (len, scalar) = if rest.starts_with(b"true") {
-            (4, Scalar::Bool)
+        let (len, leaf) = if rest.starts_with(b"true") {
+            (4, Leaf::Wrong)
         } else if rest.starts_with(b"false") {
-            (5, Scalar::Bool)
+            (5, Leaf::Wrong)
         } else if rest.starts_with(b"null") {
-            (4, Scalar::Null)
+            (4, Leaf::Missing)
         } else {
             return None;
         };
         self.i += len;
-        Some(scalar)
+        Some(leaf)
     }
 
     /// A scalar at the current position (after whitespace); `None` for anything else.
-    fn scalar(&mut self) -> Option<Scalar<'a>> {
+    fn scalar(&mut self) -> Option<Leaf<'a>> {
         match self.peek()? {
-            b'"' => self.string_value().map(Scalar::Str),
-            b'0'..=b'9' => self.integer().map(Scalar::Int),
+            b'"' => self.string_value().map(Leaf::Str),
+            b'0'..=b'9' => self.integer().map(Leaf::Int),
             b't' | b'f' | b'n' => self.literal(),
             _ => None,
         }
@@ -230,7 +212,7 @@ impl<'a> Scanner<'a> {
             if self.peek()? != b'"' {
                 return None;
             }
-            let key = self.string()?;
+            let key = self.key()?;
             self.expect(b':')?;
             self.ws();
             f(self, key)?;
@@ -264,7 +246,7 @@ impl<'a> Scanner<'a> {
             self.skip(1)?;
             Some(Leaf::Wrong)
         } else {
-            self.scalar().map(Scalar::leaf)
+            self.scalar()
         }
     }
 
@@ -277,9 +259,8 @@ impl<'a> Scanner<'a> {
             if p.peek()? == b'{' {
                 return p.attributes(rec);
             }
-            match p.scalar()? {
-                Scalar::Null => {}
-                _ => rec.reject_structure(Field::Data),
+            if p.scalar()? != Leaf::Missing {
+                rec.reject_structure(Field::Data);
             }
             Some(())
         })
@@ -296,48 +277,17 @@ impl<'a> Scanner<'a> {
     /// One attribute's value, laid out by its [`Shape`].
     fn attribute(&mut self, shape: Shape, rec: &mut RawRecord<'a>) -> Option<()> {
         if self.peek()? != b'{' {
-            let leaf = self.scalar()?.leaf();
-            match shape {
-                Shape::Leaf(field) | Shape::StrOrValue(field) => rec.set(field, leaf),
-                Shape::Object(field, _) => {
-                    if leaf != Leaf::Missing {
-                        rec.reject_structure(field);
-                    }
-                }
-            }
+            rec.set_scalar(shape, self.scalar()?);
             return Some(());
         }
-        match shape {
-            Shape::Leaf(field) => {
-                self.skip(2)?;
-                rec.set(field, Leaf::Wrong);
+        rec.begin_object(shape);
+        self.object(|p, key| match shape.member(key) {
+            Some(field) => {
+                rec.set(field, p.leaf()?);
+                Some(())
             }
-            Shape::StrOrValue(field) => {
-                // An object without `value` gives nothing, like `{"value": null}`.
-                rec.set(field, Leaf::Missing);
-                self.object(|p, key| {
-                    if key == "value" {
-                        rec.set(field, p.leaf()?);
-                        Some(())
-                    } else {
-                        p.skip(3)
-                    }
-                })?;
-            }
-            Shape::Object(_, children) => {
-                for (_, child) in children {
-                    rec.set(*child, Leaf::Missing);
-                }
-                self.object(|p, key| match member(children, key) {
-                    Some(child) => {
-                        rec.set(child, p.leaf()?);
-                        Some(())
-                    }
-                    None => p.skip(3),
-                })?;
-            }
-        }
-        Some(())
+            None => p.skip(3),
+        })
     }
 }
 
@@ -372,36 +322,18 @@ mod tests {
         Ok(())
     }
 
-    const KEYS: &[&str] = &[
-        "data",
-        "unique_id",
-        "type",
-        "value",
-        "hashed_email",
-        "sha256_hashed_email",
-        "normalized_email",
-        "raw_email",
-        "sha256_hashed_phone_number",
-        "e164_phone_number",
-        "telephone_number",
-        "mobile_id_unique_identifier",
-        "android_advertising_id",
-        "apple_idfa",
-        "person_name",
-        "given_name",
-        "family_name",
-        "hl7_gender",
-        "gender",
-        "birthdate",
-        "birth_year",
-        "iso_3166_1_country",
-        "postal_address",
-        "address_locality",
-        "address_region",
-        "postal_code",
-        "other",
-        "",
-    ];
+    /// Every name the parser reads (each segment of the field names, `data` included), an
+    /// unknown one and the empty one.
+    fn keys() -> Vec<&'static str> {
+        let mut keys: Vec<&str> = Field::ALL
+            .iter()
+            .flat_map(|f| f.as_str().split('.'))
+            .chain(["other", ""])
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
 
     /// JSON text (not always valid) built from pieces the fast path must get right or give
     /// up on: escapes, control characters, numbers of every form, literals, arrays, nesting.
@@ -448,7 +380,11 @@ mod tests {
         if depth == 0 {
             return scalar.boxed();
         }
-        let member = (prop::sample::select(KEYS), ws.clone(), json_text(depth - 1))
+        let member = (
+            prop::sample::select(keys()),
+            ws.clone(),
+            json_text(depth - 1),
+        )
             .prop_map(|(k, w, v)| format!("\"{k}\"{w}:{w}{v}"));
         let object = (prop::collection::vec(member, 0..5), ws, any::<u8>()).prop_map(
             |(members, w, glitch)| {

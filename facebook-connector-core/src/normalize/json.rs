@@ -10,7 +10,7 @@ use serde::Deserializer;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::field::Field;
-use super::raw::{Leaf, RawRecord, Shape, attribute, member};
+use super::raw::{Leaf, RawRecord, Shape, attribute};
 use crate::domain::RecordFormat;
 
 /// Reads one JSON line (already checked to be UTF-8: one pass over the line is cheaper than
@@ -175,16 +175,9 @@ impl<'de, 'r> DeserializeSeed<'de> for Value<'r, 'de> {
 }
 
 impl<'de, 'r> Value<'r, 'de> {
-    /// A scalar where an object was expected.
+    /// A scalar where the attribute stands.
     fn scalar<E>(self, leaf: Leaf<'de>) -> Result<(), E> {
-        match self.shape {
-            Shape::Leaf(field) | Shape::StrOrValue(field) => self.rec.set(field, leaf),
-            Shape::Object(field, _) => {
-                if leaf != Leaf::Missing {
-                    self.rec.reject_structure(field);
-                }
-            }
-        }
+        self.rec.set_scalar(self.shape, leaf);
         Ok(())
     }
 }
@@ -220,43 +213,16 @@ impl<'de, 'r> Visitor<'de> for Value<'r, 'de> {
         self.scalar(Leaf::Wrong)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        match self.shape {
-            Shape::Leaf(field) => {
-                IgnoredAny.visit_map(map)?;
-                self.rec.set(field, Leaf::Wrong);
-            }
-            Shape::StrOrValue(field) => {
-                fn is_value(k: &str) -> Option<()> {
-                    (k == "value").then_some(())
+        let shape = self.shape;
+        self.rec.begin_object(shape);
+        while let Some(key) = map.next_key_seed(Key(|k: &str| shape.member(k)))? {
+            match key {
+                Some(field) => {
+                    let leaf = map.next_value_seed(LeafVisitor(PhantomData))?;
+                    self.rec.set(field, leaf);
                 }
-                // An object without `value` gives nothing, like `{"value": null}`.
-                self.rec.set(field, Leaf::Missing);
-                while let Some(key) = map.next_key_seed(Key(is_value))? {
-                    match key {
-                        Some(()) => {
-                            let leaf = map.next_value_seed(LeafVisitor(PhantomData))?;
-                            self.rec.set(field, leaf);
-                        }
-                        None => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-            }
-            Shape::Object(_, children) => {
-                for (_, child) in children {
-                    self.rec.set(*child, Leaf::Missing);
-                }
-                while let Some(key) = map.next_key_seed(Key(|k: &str| member(children, k)))? {
-                    match key {
-                        Some(child) => {
-                            let leaf = map.next_value_seed(LeafVisitor(PhantomData))?;
-                            self.rec.set(child, leaf);
-                        }
-                        None => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
                 }
             }
         }

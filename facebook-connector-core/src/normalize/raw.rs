@@ -90,6 +90,18 @@ pub(crate) fn member(children: &'static [(&'static str, Field)], name: &str) -> 
     children.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
 }
 
+impl Shape {
+    /// Where the member `name` of this attribute's object goes (`None`: ignored). A scalar
+    /// attribute given as an object has no members the parser reads.
+    pub(crate) fn member(self, name: &str) -> Option<Field> {
+        match self {
+            Shape::Leaf(_) => None,
+            Shape::StrOrValue(field) => (name == "value").then_some(field),
+            Shape::Object(_, children) => member(children, name),
+        }
+    }
+}
+
 /// One record's input values.
 #[derive(Debug, PartialEq)]
 pub(crate) struct RawRecord<'a> {
@@ -121,5 +133,34 @@ impl<'a> RawRecord<'a> {
     /// Marks an object attribute as wrongly typed.
     pub(crate) fn reject_structure(&mut self, field: Field) {
         self.structural.insert(field);
+    }
+
+    /// The attribute of `shape` given as a scalar: a scalar attribute takes it; an object
+    /// attribute is wrongly typed unless the scalar is null.
+    pub(crate) fn set_scalar(&mut self, shape: Shape, leaf: Leaf<'a>) {
+        match shape {
+            Shape::Leaf(field) | Shape::StrOrValue(field) => self.set(field, leaf),
+            Shape::Object(field, _) => {
+                if leaf != Leaf::Missing {
+                    self.reject_structure(field);
+                }
+            }
+        }
+    }
+
+    /// The attribute of `shape` given as an object, before its members are read (with
+    /// [`Shape::member`]): a scalar attribute is wrongly typed; the fields of the others are
+    /// absent until a member sets them, so an object without `value` gives nothing and a
+    /// repeated attribute replaces the earlier one whole.
+    pub(crate) fn begin_object(&mut self, shape: Shape) {
+        match shape {
+            Shape::Leaf(field) => self.set(field, Leaf::Wrong),
+            Shape::StrOrValue(field) => self.set(field, Leaf::Missing),
+            Shape::Object(_, children) => {
+                for (_, child) in children {
+                    self.set(*child, Leaf::Missing);
+                }
+            }
+        }
     }
 }
