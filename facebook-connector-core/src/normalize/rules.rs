@@ -38,15 +38,22 @@ fn push_lowercase(out: &mut String, s: &str) {
         out.push_str(&s.to_lowercase());
     } else {
         for c in s.chars() {
-            match c {
-                // Latin-1 capitals lowercase to the code point 0x20 above (× is not a letter)
-                'A'..='Z' | '\u{c0}'..='\u{de}' if c != '\u{d7}' => {
-                    out.push(char::from_u32(u32::from(c) + 0x20).unwrap_or(c));
-                }
-                c if u32::from(c) <= 0xff => out.push(c),
-                c => out.extend(c.to_lowercase()),
+            match latin1_lowercase(c) {
+                Some(l) => out.push(l),
+                None => out.extend(c.to_lowercase()),
             }
         }
+    }
+}
+
+/// The lowercase of a Latin-1 character (U+0000–U+00FF) without Unicode tables: the capitals
+/// `A`–`Z` and `À`–`Þ` (but `×`) map to the code point 0x20 above, every other one to
+/// itself. `None` beyond Latin-1.
+fn latin1_lowercase(c: char) -> Option<char> {
+    match c {
+        'A'..='Z' | '\u{c0}'..='\u{de}' if c != '\u{d7}' => char::from_u32(u32::from(c) + 0x20),
+        c if u32::from(c) <= 0xff => Some(c),
+        _ => None,
     }
 }
 
@@ -149,14 +156,12 @@ pub(crate) fn letters(raw: &str, out: &mut String) -> Check {
 /// Appends the lowercase letters of `chars` (no capital sigma among them).
 fn push_lowercase_letters(out: &mut String, chars: impl Iterator<Item = char>) {
     for c in chars {
-        match c {
-            'a'..='z' | '\u{df}'..='\u{ff}' if c != '\u{f7}' => out.push(c),
-            // Latin-1 capitals lowercase to the code point 0x20 above (× is not a letter)
-            'A'..='Z' | '\u{c0}'..='\u{de}' if c != '\u{d7}' => {
-                out.push(char::from_u32(u32::from(c) + 0x20).unwrap_or(c));
-            }
-            c if c.is_ascii() => {}
-            c => {
+        match latin1_lowercase(c) {
+            // the Latin-1 lowercase letters: `a`–`z`, `ß`–`ÿ` but `÷`
+            Some(l @ ('a'..='z' | '\u{df}'..='\u{ff}')) if l != '\u{f7}' => out.push(l),
+            Some(l) if l.is_ascii() => {}
+            // other Latin-1 characters (`ª`, `µ`, `º` are letters) and beyond
+            _ => {
                 for l in c.to_lowercase() {
                     if l.is_alphabetic() {
                         out.push(l);
