@@ -183,11 +183,10 @@ fn cpu_has_sha_extensions() -> bool {
 
 /// SHA-256 of `input` as 64 lowercase hex bytes, on the stack.
 pub fn sha256_hex(input: &[u8]) -> [u8; HASH_HEX_LEN] {
-    *const_hex::Buffer::<DIGEST_LEN>::new()
-        .format(&sha256(input))
-        .as_bytes()
-        .first_chunk()
-        .unwrap_or(&[0; HASH_HEX_LEN])
+    let mut out = [0u8; HASH_HEX_LEN];
+    // 32 bytes always encode into exactly 64 hex bytes, so this cannot fail.
+    let _ = const_hex::encode_to_slice(sha256(input), &mut out);
+    out
 }
 
 /// Digests of the short values that make up most keys (one or two lowercase ASCII letters,

@@ -168,10 +168,7 @@ impl<R: BufRead> Iterator for JsonLinesSource<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let mut record = Record::empty();
-        match self.lines.advance(&mut record)? {
-            Ok(()) => Some(Ok(record)),
-            Err(e) => Some(Err(e)),
-        }
+        Some(self.lines.advance(&mut record)?.map(|()| record))
     }
 }
 
@@ -226,10 +223,11 @@ impl<R: BufRead> RecordSource for JsonLinesSource<R> {
     }
 
     fn next_record(&mut self) -> Option<Result<&Record, Error>> {
-        match self.lines.advance(&mut self.current)? {
-            Ok(()) => Some(Ok(&self.current)),
-            Err(e) => Some(Err(e)),
-        }
+        Some(
+            self.lines
+                .advance(&mut self.current)?
+                .map(|()| &self.current),
+        )
     }
 }
 
@@ -310,22 +308,20 @@ mod tests {
         assert!(whole.0[3].member.is_none(), "over the limit");
         assert!(whole.0[4].member.as_ref().unwrap().has(MemberKey::MADID));
         for capacity in [1, 7, 16, 64, 1000] {
-            let mut src = JsonLinesSource::new(
-                std::io::BufReader::with_capacity(capacity, &input[..]),
-                RecordFormat::Dataset,
-                ParserConfig::with_current_year(2024),
-            )
-            .with_max_line_bytes(200);
+            let open = || {
+                JsonLinesSource::new(
+                    std::io::BufReader::with_capacity(capacity, &input[..]),
+                    RecordFormat::Dataset,
+                    ParserConfig::with_current_year(2024),
+                )
+                .with_max_line_bytes(200)
+            };
+            let mut src = open();
             let out: Vec<Record> = src.by_ref().map(Result::unwrap).collect();
             assert_eq!(out, whole.0, "buffer of {capacity} bytes");
             assert_eq!(src.into_stats(), whole.1, "buffer of {capacity} bytes");
             // the lending API reads the same, through one reused record
-            let mut src = JsonLinesSource::new(
-                std::io::BufReader::with_capacity(capacity, &input[..]),
-                RecordFormat::Dataset,
-                ParserConfig::with_current_year(2024),
-            )
-            .with_max_line_bytes(200);
+            let mut src = open();
             let mut lent = Vec::new();
             while let Some(record) = src.next_record() {
                 lent.push(record.unwrap().clone());
