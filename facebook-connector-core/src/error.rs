@@ -31,16 +31,45 @@ impl InvalidValue {
     }
 }
 
+/// What the delivery engine does about a failed operation: the one place that turns an
+/// [`Error`] into an action (see [`Error::disposition`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// Temporary: hand the job back to the queue and run it again later, after `wait` when the
+    /// upstream gave a hint. With `throttled`, the wait is a rate limit: it does not use up one
+    /// of the job's attempts and every job of the same ad account waits too.
+    RetryLater {
+        /// The upstream's own wait hint.
+        wait: Option<Duration>,
+        /// Whether this is a rate limit (Facebook throttling) rather than a failure.
+        throttled: bool,
+    },
+    /// The profile's token stopped working: mark the profile `needs_reauth` and pause its
+    /// jobs until it is re-authorised. No attempt is used up.
+    PauseProfile,
+    /// Retrying will not help this file: fail it with the error's reason, which is written
+    /// for the customer or operator.
+    FailFile,
+    /// The job is no longer ours (its lease was lost to another worker): stop at once and
+    /// change nothing.
+    AbandonJob,
+    /// A bug or a broken deployment (undecryptable token, unknown storage failure, a broken
+    /// invariant): log it as an error and hand the job back with a long delay, using up the
+    /// attempt, so that an operator can fix the cause and nothing is lost.
+    Fatal,
+}
+
 /// Errors of the core and of every port.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Input failed validation.
+    /// Input failed validation. Disposition: [`Disposition::FailFile`].
     #[error(transparent)]
     InvalidValue(#[from] InvalidValue),
 
     /// The Facebook (or marketplace customer) token is invalid, expired or revoked. Never
     /// retried: the profile is marked `needs_reauth` and its jobs wait.
+    /// Disposition: [`Disposition::PauseProfile`].
     #[error("token is invalid, expired or revoked")]
     InvalidToken {
         /// The upstream error.
@@ -49,7 +78,7 @@ pub enum Error {
     },
 
     /// The caller may not do this (missing scope, terms of service not accepted, not the
-    /// caller's resource). Not retried.
+    /// caller's resource). Not retried. Disposition: [`Disposition::FailFile`].
     #[error("permission denied: {reason}")]
     PermissionDenied {
         /// A human-readable reason that is safe to show to the customer.
@@ -60,6 +89,7 @@ pub enum Error {
     },
 
     /// The thing asked for does not exist (or no longer exists).
+    /// Disposition: [`Disposition::FailFile`].
     #[error("{what} not found")]
     NotFound {
         /// What was looked up, e.g. `audience 123`.
@@ -67,7 +97,7 @@ pub enum Error {
     },
 
     /// The request was refused for a reason that retrying will not fix (bad request, audience
-    /// flagged, expired download link). The delivery fails with `reason`.
+    /// flagged, expired download link). Disposition: [`Disposition::FailFile`].
     #[error("rejected: {reason}")]
     Rejected {
         /// A human-readable reason that is safe to show to the customer or operator.
@@ -77,8 +107,9 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
-    /// A temporary failure (5xx, timeout, throttling, connection reset, database restart).
-    /// Retried with backoff; `retry_after` is the upstream's own hint, when it gave one.
+    /// A temporary failure (5xx, timeout, connection reset, database restart). Retried with
+    /// backoff; `retry_after` is the upstream's own hint, when it gave one.
+    /// Disposition: [`Disposition::RetryLater`] (the attempt counts).
     #[error("temporary failure")]
     Transient {
         /// How long the upstream asked us to wait.
@@ -88,15 +119,55 @@ pub enum Error {
         source: BoxError,
     },
 
-    /// Someone else holds what we wanted: a job lease was lost to another worker, or another
-    /// worker is creating the audience for the same settings id.
-    #[error("conflict: {what}")]
-    Conflict {
-        /// What conflicted.
+    /// Rate limited (Facebook throttling, a temporary policy block, an audience update in
+    /// progress). Waited out: the wait uses up no attempt, and a throttle of an ad account
+    /// holds back every job of that ad account.
+    /// Disposition: [`Disposition::RetryLater`] with `throttled`.
+    #[error("rate limited")]
+    Throttled {
+        /// How long the upstream asked us to wait (`estimated_time_to_regain_access`).
+        retry_after: Option<Duration>,
+        /// The upstream error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The job's lease is no longer held: it expired and another worker claimed the job (or
+    /// the job was finished or requeued meanwhile). Disposition: [`Disposition::AbandonJob`].
+    #[error("lease on {what} is no longer held")]
+    LeaseLost {
+        /// The job and lease generation.
         what: String,
     },
 
-    /// A stored token could not be decrypted (wrong key or tampered ciphertext).
+    /// Someone else is doing this right now (another worker holds the claim to create the
+    /// audience of the same settings id). Disposition: [`Disposition::RetryLater`].
+    #[error("{what} is busy")]
+    Busy {
+        /// What is being done elsewhere.
+        what: String,
+        /// When the other holder's claim runs out, as a wait from now.
+        retry_after: Option<Duration>,
+    },
+
+    /// A unique key is taken (e.g. a profile with this id exists). Permanent.
+    /// Disposition: [`Disposition::FailFile`].
+    #[error("{what} already exists")]
+    AlreadyExists {
+        /// What exists.
+        what: String,
+    },
+
+    /// A broken invariant: the caller passed inconsistent arguments (e.g. a command whose
+    /// revision differs from its event's). A bug. Disposition: [`Disposition::Fatal`].
+    #[error("invariant broken: {what}")]
+    Invariant {
+        /// What was inconsistent.
+        what: String,
+    },
+
+    /// A stored token could not be decrypted (wrong key or tampered ciphertext): a key
+    /// configuration problem. Disposition: [`Disposition::Fatal`].
     #[error("stored token cannot be decrypted")]
     Decrypt {
         /// The cipher's error.
@@ -104,7 +175,8 @@ pub enum Error {
         source: BoxError,
     },
 
-    /// The storage backend failed in a way that is not known to be temporary.
+    /// The storage backend failed in a way that is not known to be temporary (temporary ones
+    /// are [`Error::Transient`]). Disposition: [`Disposition::Fatal`].
     #[error("storage failure")]
     Storage {
         /// The backend's error.
@@ -112,7 +184,8 @@ pub enum Error {
         source: BoxError,
     },
 
-    /// A record file could not be read.
+    /// A record file could not be read or decoded (not Parquet, broken compression, not UTF-8
+    /// where it must be). Disposition: [`Disposition::FailFile`].
     #[error("cannot read {what}")]
     Read {
         /// What was being read, e.g. `parquet file part-0.parquet`.
@@ -140,9 +213,39 @@ impl Error {
         }
     }
 
+    /// What the delivery engine does about this error. Every variant has exactly one answer,
+    /// documented on the variant.
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            Error::Transient { retry_after, .. } => Disposition::RetryLater {
+                wait: *retry_after,
+                throttled: false,
+            },
+            Error::Throttled { retry_after, .. } => Disposition::RetryLater {
+                wait: *retry_after,
+                throttled: true,
+            },
+            Error::Busy { retry_after, .. } => Disposition::RetryLater {
+                wait: *retry_after,
+                throttled: false,
+            },
+            Error::InvalidToken { .. } => Disposition::PauseProfile,
+            Error::InvalidValue(_)
+            | Error::PermissionDenied { .. }
+            | Error::NotFound { .. }
+            | Error::Rejected { .. }
+            | Error::AlreadyExists { .. }
+            | Error::Read { .. } => Disposition::FailFile,
+            Error::LeaseLost { .. } => Disposition::AbandonJob,
+            Error::Invariant { .. } | Error::Decrypt { .. } | Error::Storage { .. } => {
+                Disposition::Fatal
+            }
+        }
+    }
+
     /// Whether trying the same operation again later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Transient { .. } | Error::Conflict { .. })
+        matches!(self.disposition(), Disposition::RetryLater { .. })
     }
 
     /// Whether the token behind the call must be re-authorised before anything else happens.
@@ -152,10 +255,16 @@ impl Error {
 
     /// The upstream's own wait hint, for throttling.
     pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Error::Transient { retry_after, .. } => *retry_after,
+        match self.disposition() {
+            Disposition::RetryLater { wait, .. } => wait,
             _ => None,
         }
+    }
+
+    /// A reason for a failed file that a customer or operator can act on: the variant's
+    /// message with its causes (adapters keep secrets out of both).
+    pub fn reason(&self) -> String {
+        display_chain(self)
     }
 }
 
@@ -189,11 +298,41 @@ mod tests {
         };
         assert!(token.is_invalid_token());
         assert!(!token.is_retryable());
-        let throttled = Error::Transient {
+        let throttled = Error::Throttled {
             retry_after: Some(Duration::from_secs(60)),
             source: Box::new(io()),
         };
         assert_eq!(throttled.retry_after(), Some(Duration::from_secs(60)));
+        assert_eq!(
+            throttled.disposition(),
+            Disposition::RetryLater {
+                wait: Some(Duration::from_secs(60)),
+                throttled: true
+            }
+        );
+    }
+
+    #[test]
+    fn the_four_kinds_of_conflict_are_told_apart() {
+        let lost = Error::LeaseLost {
+            what: "job 1 (generation 2)".into(),
+        };
+        assert_eq!(lost.disposition(), Disposition::AbandonJob);
+        assert!(!lost.is_retryable(), "a lost lease must never be retried");
+        let busy = Error::Busy {
+            what: "settings profile_x:subscription_1".into(),
+            retry_after: Some(Duration::from_secs(5)),
+        };
+        assert!(busy.is_retryable());
+        assert_eq!(busy.retry_after(), Some(Duration::from_secs(5)));
+        let exists = Error::AlreadyExists {
+            what: "profile 1".into(),
+        };
+        assert_eq!(exists.disposition(), Disposition::FailFile);
+        let bug = Error::Invariant {
+            what: "command revision 2 differs from event revision 3".into(),
+        };
+        assert_eq!(bug.disposition(), Disposition::Fatal);
     }
 
     #[test]

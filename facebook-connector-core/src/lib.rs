@@ -11,4 +11,4 @@ pub mod payload;
 pub mod ports;
 pub mod source;
 
-pub use error::{BoxError, Error, InvalidValue, Result};
+pub use error::{BoxError, Disposition, Error, InvalidValue, Result};

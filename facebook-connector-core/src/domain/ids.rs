@@ -78,6 +78,23 @@ impl JobId {
     pub fn new_v7() -> Self {
         JobId(Uuid::now_v7())
     }
+
+    /// The Facebook upload session id of this job's `index`-th session (0 for the first): a
+    /// positive 63-bit number derived from the job id alone, so every attempt, retry and
+    /// restart of the job continues the same session (a batch re-sent after a crash between
+    /// Facebook's answer and the checkpoint lands on the same `batch_seq` of the same session
+    /// instead of opening a second one). A new index is used only when a session is too old
+    /// for Facebook to accept more batches.
+    pub fn upload_session_id(&self, index: u32) -> u64 {
+        let mut input = [0u8; 20];
+        input[..16].copy_from_slice(self.0.as_bytes());
+        input[16..].copy_from_slice(&index.to_be_bytes());
+        let digest = crate::member::sha256(&input);
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&digest[..8]);
+        let id = u64::from_be_bytes(word) & (i64::MAX as u64);
+        id.max(1)
+    }
 }
 
 /// Declares a newtype around an integer with `Display`, `FromStr` and serde that accepts a

@@ -7,8 +7,9 @@ mod profile;
 mod settings;
 
 pub use delivery::{
-    Checkpoint, ClaimedJob, Command, CommandFile, DeliveryCounters, FileRef, FileStatus, Job,
-    JobStatus, Lease, NewCommand, NewJob, QueueStats, RecordFormat, RetryOutcome, WorkerId,
+    Checkpoint, Claim, ClaimedJob, Command, CommandFile, DeliveryCounters, FileRef, FileStatus,
+    Job, JobStatus, Lease, NewCommand, NewJob, ProfileState, QueueStats, Received, RecordFormat,
+    Renewal, RetryOutcome, WorkerId,
 };
 pub use event::{Connection, ConnectionStatus, DeliveryEvent, EventEnvelope};
 pub use ids::{
@@ -18,6 +19,6 @@ pub use ids::{
 };
 pub use profile::{
     AdAccount, Audience, Business, DeliveryState, EncryptedToken, FacebookUser, LongLivedToken,
-    ProfileStatus, REQUIRED_SCOPES, StoredProfile, TokenInfo,
+    ProfileStatus, REQUIRED_SCOPES, StoredProfile, TokenInfo, TokenMeta,
 };
 pub use settings::{QuickSettings, Settings};

@@ -65,11 +65,59 @@ pub struct TokenInfo {
     /// When the token was issued, if Facebook says.
     #[serde(with = "time::serde::rfc3339::option")]
     pub issued_at: Option<OffsetDateTime>,
-    /// When it expires (`None` = never or unknown).
+    /// When it expires (`None` = never, e.g. a system-user token, or unknown).
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
+    /// When the app's access to the user's data expires (about 90 days after the user last
+    /// used the app), if Facebook says.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub data_access_expires_at: Option<OffsetDateTime>,
     /// The user the token belongs to.
     pub user_id: Option<FacebookUserId>,
+}
+
+/// What the connector remembers about a profile's stored token (from `debug_token` when it
+/// was stored), so that expiry can be shown before it happens without calling Facebook.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenMeta {
+    /// When Facebook issued the token, if known.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub issued_at: Option<OffsetDateTime>,
+    /// When it expires (`None`: never, or Facebook did not say).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    /// When the app's data access expires, if Facebook said.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub data_access_expires_at: Option<OffsetDateTime>,
+    /// The scopes granted when the token was stored.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+impl TokenMeta {
+    /// The stored facts of a token Facebook described.
+    pub fn from_info(info: &TokenInfo) -> TokenMeta {
+        TokenMeta {
+            issued_at: info.issued_at,
+            expires_at: info.expires_at,
+            data_access_expires_at: info.data_access_expires_at,
+            scopes: info.scopes.clone(),
+        }
+    }
+
+    /// The earlier of the two expiry times (the token or its data access), if any.
+    pub fn first_expiry(&self) -> Option<OffsetDateTime> {
+        match (self.expires_at, self.data_access_expires_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whole days left until [`TokenMeta::first_expiry`] (0 once it passed), `None` when
+    /// the token never expires.
+    pub fn expires_in_days(&self, now: OffsetDateTime) -> Option<i64> {
+        self.first_expiry().map(|at| (at - now).whole_days().max(0))
+    }
 }
 
 /// Scopes a profile's token must carry.
@@ -169,8 +217,8 @@ pub struct StoredProfile {
     pub audience: Option<Audience>,
     /// The long-lived user token, encrypted with the profile id as associated data.
     pub token: EncryptedToken,
-    /// When Facebook issued the token, if known.
-    pub token_issued_at: Option<OffsetDateTime>,
+    /// What `debug_token` said about the token when it was stored.
+    pub token_meta: TokenMeta,
     /// The user who authorised the token.
     pub facebook_user: FacebookUser,
     /// Whether deliveries can run.
@@ -211,6 +259,7 @@ mod tests {
             scopes: vec!["public_profile".into(), "business_management".into()],
             issued_at: None,
             expires_at: None,
+            data_access_expires_at: None,
             user_id: None,
         };
         assert_eq!(info.missing_scopes(), vec!["ads_management"]);
@@ -232,6 +281,23 @@ mod tests {
         assert!(account.supports_custom_audiences());
         account.user_accepted_custom_audience_tos = false;
         assert!(!account.supports_custom_audiences());
+    }
+
+    #[test]
+    fn expiry_is_the_earlier_of_token_and_data_access() {
+        let now = time::macros::datetime!(2026-12-01 12:00 UTC);
+        let mut meta = TokenMeta::default();
+        assert_eq!(
+            meta.expires_in_days(now),
+            None,
+            "a token that never expires"
+        );
+        meta.expires_at = Some(now + time::Duration::days(59) + time::Duration::hours(3));
+        assert_eq!(meta.expires_in_days(now), Some(59));
+        meta.data_access_expires_at = Some(now + time::Duration::days(10));
+        assert_eq!(meta.expires_in_days(now), Some(10));
+        meta.expires_at = Some(now - time::Duration::days(2));
+        assert_eq!(meta.expires_in_days(now), Some(0));
     }
 
     #[test]

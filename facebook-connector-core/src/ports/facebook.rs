@@ -6,7 +6,7 @@ use secrecy::SecretString;
 
 use crate::domain::{
     AdAccount, AdAccountId, Audience, AudienceId, FacebookUser, FacebookUserId, LongLivedToken,
-    TokenInfo,
+    Received, TokenInfo,
 };
 use crate::error::{Error, Result};
 use crate::payload::Payload;
@@ -25,15 +25,32 @@ pub struct UploadSession {
     pub estimated_num_total: Option<u64>,
 }
 
-/// What Facebook said about one uploaded batch.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BatchReceipt {
-    /// Rows Facebook received.
-    pub num_received: u64,
-    /// Rows Facebook could not use.
-    pub num_invalid_entries: u64,
-    /// The session Facebook recorded the batch in.
-    pub session_id: Option<u64>,
+/// What Facebook answered to one uploaded batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UploadOutcome {
+    /// Accepted. Facebook reports the session's **running totals** (everything received in
+    /// the session so far, not this batch alone); the engine turns them into per-batch and
+    /// per-file figures against its durable checkpoint ([`Checkpoint::absorb_totals`]).
+    ///
+    /// [`Checkpoint::absorb_totals`]: crate::domain::Checkpoint::absorb_totals
+    Accepted(Received),
+    /// Error 2650/1870159: the session already finished. For a re-sent last batch this means
+    /// the earlier send was processed (Facebook holds every row): the batch counts as
+    /// acknowledged.
+    SessionFinished,
+    /// Error 2650/1870158: the session timed out (its first batch is more than 90 minutes
+    /// old); the rest of the file must go into a new session.
+    SessionExpired,
+}
+
+/// Where one upload goes: the audience, and the ad account it belongs to (Facebook's
+/// custom-audience quota and throttling are per ad account).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UploadTarget {
+    /// The ad account owning the audience.
+    pub ad_account: AdAccountId,
+    /// The audience.
+    pub audience: AudienceId,
 }
 
 /// Where audience members go.
@@ -56,22 +73,27 @@ pub trait AudienceSink: Send + Sync {
         description: &str,
     ) -> Result<Audience>;
 
-    /// Adds one batch of members.
+    /// Adds one batch of members within an upload session. Sending the same `batch_seq` of
+    /// the same session again is safe (Facebook does not add its rows twice). Errors:
+    /// [`Error::InvalidToken`](crate::Error::InvalidToken),
+    /// [`Error::Throttled`](crate::Error::Throttled) (with Facebook's wait estimate) for rate
+    /// limits and "audience update in progress", [`Error::Transient`](crate::Error::Transient)
+    /// once the client's own short retries are used up, and permanent refusals.
     async fn add_members(
         &self,
         token: &SecretString,
-        audience: &AudienceId,
+        target: &UploadTarget,
         payload: &Payload,
         session: &UploadSession,
-    ) -> Result<BatchReceipt>;
+    ) -> Result<UploadOutcome>;
 
-    /// Removes members.
+    /// Removes members (outside any session); returns this request's figures.
     async fn remove_members(
         &self,
         token: &SecretString,
-        audience: &AudienceId,
+        target: &UploadTarget,
         payload: &Payload,
-    ) -> Result<BatchReceipt>;
+    ) -> Result<Received>;
 }
 
 /// Token and ad account calls.

@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::domain::{
-    AdAccount, Audience, Checkpoint, ClaimedJob, Command, CompanyId, DeliveryCounters,
+    AdAccount, AdAccountId, Audience, Checkpoint, Claim, Command, CompanyId, DeliveryCounters,
     EncryptedToken, FacebookUser, Job, JobId, JobStatus, Lease, NewCommand, ProfileId, QueueStats,
-    RetryOutcome, Revision, Settings, SettingsId, StoredProfile, WorkerId,
+    Renewal, RetryOutcome, Revision, Settings, SettingsId, StoredProfile, TokenMeta, WorkerId,
 };
 use crate::error::Result;
 
@@ -17,7 +17,8 @@ use crate::error::Result;
 #[cfg_attr(any(test, feature = "testkit"), mockall::automock)]
 #[async_trait]
 pub trait ProfileStore: Send + Sync {
-    /// Inserts a new profile; [`Error::Conflict`](crate::Error::Conflict) if the id exists.
+    /// Inserts a new profile; [`Error::AlreadyExists`](crate::Error::AlreadyExists) if the id
+    /// exists.
     async fn insert_profile(&self, profile: &StoredProfile) -> Result<()>;
 
     /// One profile, archived or not.
@@ -47,7 +48,7 @@ pub trait ProfileStore: Send + Sync {
         &self,
         id: ProfileId,
         token: &EncryptedToken,
-        token_issued_at: Option<OffsetDateTime>,
+        token_meta: &TokenMeta,
         user: &FacebookUser,
         now: OffsetDateTime,
     ) -> Result<u64>;
@@ -93,6 +94,7 @@ pub trait SettingsStore: Send + Sync {
 
     /// Saves the audience for the target (releasing `owner`'s claim). Overwrites an existing
     /// audience (used when the stored audience vanished from Facebook).
+    /// [`Error::Busy`](crate::Error::Busy) while another owner's claim is live.
     async fn save_settings(
         &self,
         id: SettingsId,
@@ -138,6 +140,8 @@ pub trait CommandStore: Send + Sync {
     /// (runnable at `now`), and advance the cursor to `revision` (never backwards). An event
     /// that yields no command (unknown kind, connection gone, nothing to backfill) passes
     /// `None` and only moves the cursor. Replaying a recorded revision changes nothing.
+    /// [`Error::Invariant`](crate::Error::Invariant) when the command's revision is not
+    /// `revision`.
     async fn record_event(
         &self,
         revision: Revision,
@@ -167,31 +171,47 @@ pub struct JobFilter {
 
 /// The durable job queue. Many workers may share it; each job is leased by at most one at a
 /// time. Every operation taking a [`Lease`] fails with
-/// [`Error::Conflict`](crate::Error::Conflict) and changes nothing when the lease is no longer
-/// the current one.
+/// [`Error::LeaseLost`](crate::Error::LeaseLost) and changes nothing when the lease is no
+/// longer the current one.
+///
+/// Claims are fair: among the runnable jobs, one of the profile with the fewest running jobs
+/// is taken first (oldest first within a profile), so a profile with a thousand queued files
+/// does not starve another profile's single file. Jobs of a profile that needs
+/// re-authorisation and of an ad account under a throttle
+/// ([`JobQueue::throttle_ad_account`]) are not claimed.
 #[cfg_attr(any(test, feature = "testkit"), mockall::automock)]
 #[async_trait]
 pub trait JobQueue: Send + Sync {
-    /// Leases the next runnable job: queued with `run_at <= now` and its profile not paused, or
-    /// running with an expired lease; oldest first. Counts the attempt.
+    /// Leases the next runnable job: queued with `run_at <= now`, or running with an expired
+    /// lease; of a profile that is not `needs_reauth` and whose ad account is not throttled;
+    /// fairly across profiles (see the trait). Counts the attempt. When nothing is runnable,
+    /// says when the earliest waiting job falls due.
     async fn claim(
         &self,
         owner: &WorkerId,
         lease_for: Duration,
         now: OffsetDateTime,
-    ) -> Result<Option<ClaimedJob>>;
+    ) -> Result<Claim>;
 
-    /// Extends a lease; returns the new lease.
+    /// Extends a lease to `now + extend_by`; returns the new lease and the state of the job's
+    /// profile (the holder stops when the profile needs re-authorisation or was archived).
     async fn heartbeat(
         &self,
         lease: &Lease,
         extend_by: Duration,
         now: OffsetDateTime,
-    ) -> Result<Lease>;
+    ) -> Result<Renewal>;
 
     /// Records progress after Facebook acknowledged a batch (also copies the counters to the
-    /// command's file entry).
-    async fn checkpoint(&self, lease: &Lease, checkpoint: &Checkpoint) -> Result<()>;
+    /// command's file entry) and extends the lease to `now + extend_by`, in one round trip;
+    /// returns what [`JobQueue::heartbeat`] returns.
+    async fn checkpoint(
+        &self,
+        lease: &Lease,
+        checkpoint: &Checkpoint,
+        extend_by: Duration,
+        now: OffsetDateTime,
+    ) -> Result<Renewal>;
 
     /// Finishes the job and marks its file `delivered` with the final counters.
     async fn complete(
@@ -210,8 +230,9 @@ pub trait JobQueue: Send + Sync {
         now: OffsetDateTime,
     ) -> Result<()>;
 
-    /// Releases the job to run again at `run_at`, keeping its checkpoint; if no attempts are
-    /// left, fails it (and its file) with `reason` instead.
+    /// Releases the job to run again at `run_at`, keeping its checkpoint; the attempt it was
+    /// claimed with stays counted, and if no attempts are left it fails (with its file) with
+    /// `reason` instead.
     async fn retry_at(
         &self,
         lease: &Lease,
@@ -220,9 +241,29 @@ pub trait JobQueue: Send + Sync {
         now: OffsetDateTime,
     ) -> Result<RetryOutcome>;
 
+    /// Releases the job to run again at `run_at` without using up the attempt it was claimed
+    /// with (a wait for a rate limit, or a job handed back at shutdown). Keeps its checkpoint.
+    async fn defer(
+        &self,
+        lease: &Lease,
+        run_at: OffsetDateTime,
+        reason: &str,
+        now: OffsetDateTime,
+    ) -> Result<()>;
+
     /// Releases the job as `paused` (its profile's token stopped working). The attempt is not
     /// counted against `max_attempts`.
     async fn pause(&self, lease: &Lease, reason: &str, now: OffsetDateTime) -> Result<()>;
+
+    /// Holds back every job of every profile on `ad_account` until `until` (Facebook throttles
+    /// per ad account): claims skip them meanwhile, on every worker. A later `until` extends
+    /// the hold, an earlier one never shortens it.
+    async fn throttle_ad_account(
+        &self,
+        ad_account: &AdAccountId,
+        until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<()>;
 
     /// Operator retry: puts failed (or paused) jobs of a revision, or one job, back in the
     /// queue with fresh attempts and their files back to `pending`. Checkpoints are kept, so
