@@ -1,0 +1,44 @@
+//! Logging: `tracing` events to stderr (standard output is the data of `parse`, `payload`,
+//! `deliveries --json`), one line each. JSON lines carry `timestamp`, `level`, `message`,
+//! `target` and the event's own fields at the top level; `RUST_LOG` filters (default `info`).
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+/// How log lines look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (the default on a terminal).
+    Text,
+    /// One JSON object per line (the default otherwise).
+    Json,
+}
+
+impl LogFormat {
+    /// The format asked for, else text on a terminal and JSON otherwise.
+    pub fn resolve(asked: Option<LogFormat>) -> LogFormat {
+        asked.unwrap_or(if std::io::stderr().is_terminal() {
+            LogFormat::Text
+        } else {
+            LogFormat::Json
+        })
+    }
+}
+
+/// Installs the process's subscriber. A second call (tests) leaves the first in place.
+pub fn init(asked: Option<LogFormat>) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match LogFormat::resolve(asked) {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
+}
