@@ -36,13 +36,16 @@ impl InvalidValue {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Disposition {
     /// Temporary: hand the job back to the queue and run it again later, after `wait` when the
-    /// upstream gave a hint. With `throttled`, the wait is a rate limit: it does not use up one
-    /// of the job's attempts and every job of the same ad account waits too.
+    /// upstream gave a hint. With `throttled`, the wait is a rate limit and every job of the
+    /// same ad account waits too; without `uses_attempt` the wait does not use up one of the
+    /// job's attempts (rate limits, another worker busy with the same target).
     RetryLater {
         /// The upstream's own wait hint.
         wait: Option<Duration>,
         /// Whether this is a rate limit (Facebook throttling) rather than a failure.
         throttled: bool,
+        /// Whether the try counts against the job's attempts.
+        uses_attempt: bool,
     },
     /// The profile's token stopped working: mark the profile `needs_reauth` and pause its
     /// jobs until it is re-authorised. No attempt is used up.
@@ -141,7 +144,8 @@ pub enum Error {
     },
 
     /// Someone else is doing this right now (another worker holds the claim to create the
-    /// audience of the same settings id). Disposition: [`Disposition::RetryLater`].
+    /// audience of the same settings id). Disposition: [`Disposition::RetryLater`] without
+    /// using up an attempt.
     #[error("{what} is busy")]
     Busy {
         /// What is being done elsewhere.
@@ -220,14 +224,17 @@ impl Error {
             Error::Transient { retry_after, .. } => Disposition::RetryLater {
                 wait: *retry_after,
                 throttled: false,
+                uses_attempt: true,
             },
             Error::Throttled { retry_after, .. } => Disposition::RetryLater {
                 wait: *retry_after,
                 throttled: true,
+                uses_attempt: false,
             },
             Error::Busy { retry_after, .. } => Disposition::RetryLater {
                 wait: *retry_after,
                 throttled: false,
+                uses_attempt: false,
             },
             Error::InvalidToken { .. } => Disposition::PauseProfile,
             Error::InvalidValue(_)
@@ -307,7 +314,8 @@ mod tests {
             throttled.disposition(),
             Disposition::RetryLater {
                 wait: Some(Duration::from_secs(60)),
-                throttled: true
+                throttled: true,
+                uses_attempt: false,
             }
         );
     }

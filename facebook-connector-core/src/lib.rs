@@ -1,9 +1,10 @@
 //! The core of the Facebook connector: domain types, the record parser and payload builder,
-//! the ports (traits) the adapters implement, and (next) the generic delivery engine.
+//! the ports (traits) the adapters implement, and the generic delivery engine.
 //!
 //! This crate does no HTTP and no SQL. See `ARCHITECTURE.md` at the repository root.
 
 pub mod domain;
+pub mod engine;
 pub mod error;
 pub mod member;
 pub mod normalize;

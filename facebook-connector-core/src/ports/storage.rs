@@ -83,12 +83,15 @@ pub trait SettingsStore: Send + Sync {
     async fn get_settings(&self, id: SettingsId) -> Result<Option<Settings>>;
 
     /// Returns existing settings, or grants `owner` the exclusive right to create them for
-    /// `ttl`, or says who holds that right.
+    /// `ttl`, or says who holds that right. With `replacing`, stored settings whose audience
+    /// is that one (it vanished from Facebook) count as absent, so the right to create a
+    /// replacement is granted to one worker only.
     async fn claim_settings(
         &self,
         id: SettingsId,
         owner: &WorkerId,
         ttl: Duration,
+        replacing: Option<crate::domain::AudienceId>,
         now: OffsetDateTime,
     ) -> Result<SettingsClaim>;
 
