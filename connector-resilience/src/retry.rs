@@ -2,9 +2,10 @@
 //! the upstream's wait hints and the total budget (`adjust`), and a log line per retry
 //! (`notify`).
 
-use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
@@ -92,15 +93,19 @@ impl RetryPolicy {
         let start = Instant::now();
         let max_attempts = self.max_attempts.max(1);
         let budget = self.budget;
-        let attempts = Cell::new(0u32);
-        let refused: Cell<Option<Duration>> = Cell::new(None);
+        // atomics and a mutex rather than cells: the future must stay `Send`
+        let attempts = AtomicU32::new(0);
+        let refused: Mutex<Option<Duration>> = Mutex::new(None);
+        let refuse = |wait: Duration| match refused.lock() {
+            Ok(mut slot) => *slot = Some(wait),
+            Err(poisoned) => *poisoned.into_inner() = Some(wait),
+        };
         let backoff = ExponentialBuilder::default()
             .with_min_delay(self.min_delay)
             .with_max_delay(self.max_delay.max(self.min_delay))
             .without_max_times();
         let result = (|| {
-            let number = attempts.get() + 1;
-            attempts.set(number);
+            let number = attempts.fetch_add(1, Ordering::Relaxed) + 1;
             op(Attempt {
                 number,
                 remaining: budget.saturating_sub(start.elapsed()),
@@ -113,8 +118,9 @@ impl RetryPolicy {
                 Retry::After(hint) => stretch(hint),
                 _ => shrink(next.unwrap_or(self.max_delay)),
             };
-            if attempts.get() >= max_attempts || start.elapsed().saturating_add(wait) > budget {
-                refused.set(Some(wait));
+            let made = attempts.load(Ordering::Relaxed);
+            if made >= max_attempts || start.elapsed().saturating_add(wait) > budget {
+                refuse(wait);
                 None
             } else {
                 Some(wait)
@@ -123,19 +129,24 @@ impl RetryPolicy {
         .notify(|error, wait| {
             tracing::warn!(
                 call = what,
-                attempt = attempts.get(),
+                attempt = attempts.load(Ordering::Relaxed),
                 wait_ms = millis(wait),
                 error = %Chain(error),
                 "call failed, retrying"
             );
         })
         .await;
+        let attempts = attempts.load(Ordering::Relaxed);
+        let refused = match refused.into_inner() {
+            Ok(wait) => wait,
+            Err(poisoned) => poisoned.into_inner(),
+        };
         result.map_err(|error| {
-            let wait = refused.get();
+            let wait = refused;
             if let Some(wait) = wait {
                 tracing::warn!(
                     call = what,
-                    attempts = attempts.get(),
+                    attempts,
                     wait_ms = millis(wait),
                     error = %Chain(&error),
                     "call failed, giving up: the next wait does not fit in the call's attempts or budget"
@@ -143,7 +154,7 @@ impl RetryPolicy {
             }
             GaveUp {
                 error,
-                attempts: attempts.get(),
+                attempts,
                 wait,
             }
         })
