@@ -32,8 +32,6 @@ pub mod usage;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use client::{
-    AudienceDetails, Counts, GraphClient, appsecret_proof, per_batch_receipt, session_json,
-};
+pub use client::{AudienceDetails, GraphClient, appsecret_proof, session_json};
 pub use config::{DEFAULT_API_VERSION, DEFAULT_BASE_URL, GraphConfig, LimiterConfig, RetryPolicy};
 pub use error::{ApiError, ErrorClass, GraphError, GraphErrorBody};
