@@ -1,12 +1,12 @@
 //! The core's ports implemented by [`GraphClient`].
 
 use async_trait::async_trait;
+use facebook_connector_core::domain::Received;
 use facebook_connector_core::domain::{
     AdAccount, AdAccountId, Audience, AudienceId, FacebookUser, FacebookUserId, LongLivedToken,
     TokenInfo,
 };
 use facebook_connector_core::payload::Payload;
-use facebook_connector_core::domain::Received;
 use facebook_connector_core::ports::{
     AudienceSink, FacebookAccounts, UploadOutcome, UploadSession, UploadTarget,
 };
@@ -86,9 +86,7 @@ impl AudienceSink for GraphClient {
 #[async_trait]
 impl FacebookAccounts for GraphClient {
     async fn token_info(&self, token: &SecretString) -> Result<TokenInfo> {
-        self.debug_token(token)
-            .await
-            .map_err(app_call_error)
+        self.debug_token(token).await.map_err(app_call_error)
     }
 
     async fn me(&self, token: &SecretString) -> Result<FacebookUser> {

@@ -444,7 +444,11 @@ mod tests {
             fired.push(task.await.unwrap());
         }
         fired.sort();
-        assert_eq!(fired[0], Duration::from_secs(2), "the first goes when the block ends");
+        assert_eq!(
+            fired[0],
+            Duration::from_secs(2),
+            "the first goes when the block ends"
+        );
         for pair in fired.windows(2) {
             let gap = pair[1] - pair[0];
             assert!(

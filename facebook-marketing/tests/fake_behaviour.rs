@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use facebook_connector_core::Error;
+use facebook_connector_core::domain::Received;
 use facebook_connector_core::domain::{AudienceId, FacebookUserId};
 use facebook_connector_core::member::MemberKey;
 use facebook_connector_core::payload::Payload;
-use facebook_connector_core::domain::Received;
 use facebook_connector_core::ports::{
     AudienceSink, FacebookAccounts, UploadOutcome, UploadSession, UploadTarget,
 };
@@ -267,20 +267,36 @@ async fn an_audience_update_in_progress_is_waited_out() {
     let target = target_of(&seed, &audience);
     let c = fake.client();
     fake.fail(Endpoint::AddMembers, 2, Fault::update_in_progress());
-    let outcome =
-        AudienceSink::add_members(&c, &seed.token, &target, &payload(0, 3), &session(8, 1, true))
-            .await
-            .unwrap();
+    let outcome = AudienceSink::add_members(
+        &c,
+        &seed.token,
+        &target,
+        &payload(0, 3),
+        &session(8, 1, true),
+    )
+    .await
+    .unwrap();
     assert_eq!(totals(outcome).received, 3);
     assert_eq!(fake.calls(Endpoint::AddMembers), 3);
     // an update that outlasts the client's short budget is handed back as a throttle
     fake.fail_always(Endpoint::AddMembers, Fault::update_in_progress());
-    let err =
-        AudienceSink::add_members(&c, &seed.token, &target, &payload(3, 3), &session(9, 1, true))
-            .await
-            .unwrap_err();
+    let err = AudienceSink::add_members(
+        &c,
+        &seed.token,
+        &target,
+        &payload(3, 3),
+        &session(9, 1, true),
+    )
+    .await
+    .unwrap_err();
     assert!(
-        matches!(err, Error::Throttled { retry_after: Some(_), .. }),
+        matches!(
+            err,
+            Error::Throttled {
+                retry_after: Some(_),
+                ..
+            }
+        ),
         "{err:?}"
     );
 }
@@ -457,10 +473,9 @@ async fn uploads_are_validated_like_facebook() {
             vec![String::new(), "38400000-8cf0-11bd-b23e-10b96e40000d".into()],
         ],
     );
-    let receipt =
-        AudienceSink::add_members(&c, &seed.token, &target, &mixed, &session(3, 1, true))
-            .await
-            .unwrap();
+    let receipt = AudienceSink::add_members(&c, &seed.token, &target, &mixed, &session(3, 1, true))
+        .await
+        .unwrap();
     assert_eq!(
         totals(receipt),
         Received {
@@ -568,7 +583,11 @@ async fn ad_account_usage_paces_that_ad_account_only() {
     AudienceSink::add_members(&c, &seed.token, &b, &payload(0, 1), &session(1, 1, false))
         .await
         .unwrap();
-    assert_eq!(start.elapsed(), Duration::ZERO, "another ad account is not held back");
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "another ad account is not held back"
+    );
 }
 
 /// A throttle with a 0.6 s estimate costs about 0.6 s (not the 20 s of a pacing wait taken
@@ -611,7 +630,10 @@ async fn throttle_estimates_are_honoured_and_zero_means_soon() {
         .await
         .unwrap();
     let took = start.elapsed();
-    assert!(took <= Duration::from_millis(500), "a short backoff: {took:?}");
+    assert!(
+        took <= Duration::from_millis(500),
+        "a short backoff: {took:?}"
+    );
     assert_eq!(fake.calls(Endpoint::AddMembers), 4);
 }
 

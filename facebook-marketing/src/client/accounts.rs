@@ -12,7 +12,9 @@ use secrecy::SecretString;
 use tracing::{debug, warn};
 
 use super::transport::{Auth, Call};
-use super::wire::{AdAccountNode, AdAccountsPage, BatchAnswer, DebugToken, Exchange, Me, unix_time};
+use super::wire::{
+    AdAccountNode, AdAccountsPage, BatchAnswer, DebugToken, Exchange, Me, unix_time,
+};
 use super::{AD_ACCOUNT_FIELDS, AD_ACCOUNTS_PAGE_SIZE, GraphClient, MAX_BATCH_REQUESTS};
 use crate::error::GraphError;
 

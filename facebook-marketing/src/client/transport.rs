@@ -1,6 +1,7 @@
 //! One call: the limiter's slot, sending with the right credentials, decoding Graph errors
 //! (scrubbed of the call's secrets), and the shared retry policy around it.
 
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use connector_resilience::{Attempt, Retry, contains_secret};
@@ -13,7 +14,7 @@ use tracing::{debug, warn};
 use url::Url;
 
 use super::{GraphClient, appsecret_proof};
-use crate::error::{ErrorClass, GraphError, GraphErrorBody};
+use crate::error::{ApiError, ErrorClass, GraphError, GraphErrorBody};
 use crate::usage::{Scope, parse_usage};
 
 /// The shortest timeout of one attempt, even when the call's budget is almost spent.
@@ -264,31 +265,54 @@ impl GraphClient {
     /// Sends `call` under the limiter and the retry policy. A wait that does not fit in the
     /// policy's budget is not taken: the error carries it as [`GraphError::retry_after`].
     pub(super) async fn execute(&self, call: &Call<'_>) -> Result<Vec<u8>, GraphError> {
-        self.inner
+        // The last throttle Facebook answered: when the retry after it finds its scope's slot
+        // beyond the budget, that throttle (code, trace id, texts) is the error to report.
+        let last_throttle: Mutex<Option<Box<ApiError>>> = Mutex::new(None);
+        let outcome = self
+            .inner
             .cfg
             .retry
             .run(
                 call.what,
                 |err| self.retry_class(call, err),
-                |attempt| self.attempt(call, attempt),
+                |attempt| {
+                    let last_throttle = &last_throttle;
+                    async move {
+                        let result = self.attempt(call, attempt).await;
+                        if let Err(GraphError::Api(api)) = &result
+                            && result.as_ref().is_err_and(|e| e.class().is_throttle())
+                        {
+                            *lock(last_throttle) = Some(api.clone());
+                        }
+                        result
+                    }
+                },
             )
-            .await
-            .map_err(|gave_up| {
-                // the policy's next wait, or Facebook's own when longer (a throttle that held
-                // the scope back retried "at once": the limiter's block is the real wait)
-                let wait = gave_up.wait.max(self.throttle_wait(&gave_up.error));
-                let err = gave_up.error.with_retry_wait(wait);
-                debug!(
-                    call = call.what,
-                    attempts = gave_up.attempts,
-                    code = err.code(),
-                    subcode = err.subcode(),
-                    fbtrace_id = err.fbtrace_id(),
-                    class = ?err.class(),
-                    "graph api call failed"
-                );
-                err
-            })
+            .await;
+        outcome.map_err(|gave_up| {
+            let mut error = gave_up.error;
+            let mut wait = gave_up.wait;
+            if let GraphError::Deferred { wait: slot } = &error
+                && let Some(api) = lock(&last_throttle).take()
+            {
+                wait = Some(*slot);
+                error = GraphError::Api(api);
+            }
+            // the policy's next wait, or Facebook's own when longer (a throttle that held the
+            // scope back retried "at once": the limiter's block is the real wait)
+            let wait = wait.max(self.throttle_wait(&error));
+            let err = error.with_retry_wait(wait);
+            debug!(
+                call = call.what,
+                attempts = gave_up.attempts,
+                code = err.code(),
+                subcode = err.subcode(),
+                fbtrace_id = err.fbtrace_id(),
+                class = ?err.class(),
+                "graph api call failed"
+            );
+            err
+        })
     }
 
     /// [`GraphClient::execute`] and JSON decoding of the answer.
@@ -347,4 +371,8 @@ impl GraphClient {
             },
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -71,7 +71,9 @@ impl GraphClient {
                 received: answer.num_received,
                 invalid: answer.num_invalid_entries,
             }),
-            Err(err) if err.class() == ErrorClass::SessionFinished => UploadOutcome::SessionFinished,
+            Err(err) if err.class() == ErrorClass::SessionFinished => {
+                UploadOutcome::SessionFinished
+            }
             Err(err) if err.class() == ErrorClass::SessionExpired => UploadOutcome::SessionExpired,
             Err(err) => return Err(err),
         };

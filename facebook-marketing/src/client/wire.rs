@@ -170,11 +170,10 @@ impl AudienceNode {
         let id = AudienceId::parse(&self.id).ok()?;
         let time_created = self.time_created.and_then(|t| match t.parse::<i64>() {
             Ok(secs) => unix_time(Some(secs)),
-            Err(_) => OffsetDateTime::parse(
-                &t,
-                &time::format_description::well_known::Iso8601::DEFAULT,
-            )
-            .ok(),
+            Err(_) => {
+                OffsetDateTime::parse(&t, &time::format_description::well_known::Iso8601::DEFAULT)
+                    .ok()
+            }
         });
         Some(AudienceDetails {
             id,
