@@ -70,6 +70,10 @@ async fn profile_flow_token_exchange_accounts_and_audiences() {
     assert!(info.is_valid);
     assert!(info.missing_scopes().is_empty());
     assert_eq!(info.user_id.as_ref(), Some(&user));
+    // both expiries come from debug_token: the token's and its data access's (~90 days)
+    let expires = info.expires_at.unwrap();
+    let data_access = info.data_access_expires_at.unwrap();
+    assert!(data_access > expires, "{expires} {data_access}");
 
     let long = FacebookAccounts::exchange_long_lived(&c, &short)
         .await
