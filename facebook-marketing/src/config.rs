@@ -4,6 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
+pub use connector_resilience::RetryPolicy;
 use secrecy::SecretString;
 use url::Url;
 
@@ -13,70 +14,22 @@ pub const DEFAULT_API_VERSION: &str = "v25.0";
 /// Facebook's public Graph API host.
 pub const DEFAULT_BASE_URL: &str = "https://graph.facebook.com";
 
-/// How failed calls are retried inside the client. Transient errors back off exponentially
-/// with jitter; throttled calls wait for Facebook's `estimated_time_to_regain_access` when it
-/// is given. A wait that would go past `max_total` is not taken: the call gives up and the
-/// error carries the wait as `retry_after` so the caller can schedule a later attempt.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts per call, the first included (at least 1).
-    pub max_attempts: u32,
-    /// First backoff after a transient failure.
-    pub initial_backoff: Duration,
-    /// Cap of one exponential backoff step.
-    pub max_backoff: Duration,
-    /// Wait after a throttling error without a usable hint.
-    pub throttle_backoff: Duration,
-    /// Wait after a temporary policy block (code 368).
-    pub policy_backoff: Duration,
-    /// Total time one call may spend, waits included.
-    pub max_total: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 5,
-            initial_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(30),
-            throttle_backoff: Duration::from_secs(60),
-            policy_backoff: Duration::from_secs(15 * 60),
-            max_total: Duration::from_secs(3 * 60),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// Millisecond waits, for tests: retries happen but take almost no time.
-    pub fn fast() -> Self {
-        RetryPolicy {
-            max_attempts: 4,
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(5),
-            throttle_backoff: Duration::from_millis(5),
-            policy_backoff: Duration::from_millis(10),
-            max_total: Duration::from_secs(10),
-        }
-    }
-
-    /// No retries at all.
-    pub fn none() -> Self {
-        RetryPolicy {
-            max_attempts: 1,
-            ..RetryPolicy::fast()
-        }
-    }
-}
-
-/// The client-side limiter: before each call the client waits longer the closer the last
-/// reported `X-App-Usage` (app-wide) / `X-Business-Use-Case-Usage` (per user token)
-/// percentages are to 100.
+/// The client-side limiter (see [`crate::usage`]). Calls are spaced out per scope (the app for
+/// `X-App-Usage`; each ad account for `X-Business-Use-Case-Usage` of audience and upload
+/// calls) once the last reported usage reaches `slow_down_from`, more the closer it is to
+/// 100%; at 100% Facebook throttles and its wait estimate governs instead. Every caller
+/// reserves its own slot, so callers queued behind a throttle or behind each other are spread
+/// at least `queue_spacing` apart rather than all firing when the wait ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LimiterConfig {
-    /// Usage percentage from which calls are slowed down.
+    /// Usage percentage from which calls are spaced out.
     pub slow_down_from: u8,
-    /// Wait before a call when usage is at (or above) 100%.
-    pub max_delay: Duration,
+    /// Spacing between two calls of one scope just below 100% usage; it grows linearly from
+    /// zero at `slow_down_from`.
+    pub max_spacing: Duration,
+    /// The least spacing between callers that queue for a scope (behind a throttle's end or
+    /// another caller's slot); each slot gets up to 25% jitter on top.
+    pub queue_spacing: Duration,
     /// Usage reports older than this are ignored.
     pub usage_ttl: Duration,
 }
@@ -85,7 +38,8 @@ impl Default for LimiterConfig {
     fn default() -> Self {
         LimiterConfig {
             slow_down_from: 75,
-            max_delay: Duration::from_secs(20),
+            max_spacing: Duration::from_secs(10),
+            queue_spacing: Duration::from_millis(250),
             usage_ttl: Duration::from_secs(5 * 60),
         }
     }
@@ -96,7 +50,8 @@ impl LimiterConfig {
     pub fn fast() -> Self {
         LimiterConfig {
             slow_down_from: 75,
-            max_delay: Duration::from_millis(20),
+            max_spacing: Duration::from_millis(20),
+            queue_spacing: Duration::from_millis(2),
             usage_ttl: Duration::from_secs(60),
         }
     }
@@ -117,8 +72,12 @@ pub struct GraphConfig {
     pub timeout: Duration,
     /// Timeout of establishing a connection.
     pub connect_timeout: Duration,
-    /// Retries inside the client.
+    /// Retries inside the client: short, within a budget well under a job's lease (see
+    /// `connector_resilience`); longer waits are handed back as `retry_after`.
     pub retry: RetryPolicy,
+    /// The wait after a temporary policy block (code 368) — Facebook gives no estimate; far
+    /// longer than the retry budget, so such a call is handed back at once with this wait.
+    pub policy_block_wait: Duration,
     /// Client-side slow-down.
     pub limiter: LimiterConfig,
 }
@@ -134,6 +93,7 @@ impl GraphConfig {
             timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
+            policy_block_wait: Duration::from_secs(15 * 60),
             limiter: LimiterConfig::default(),
         }
     }
@@ -184,6 +144,7 @@ impl fmt::Debug for GraphConfig {
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("retry", &self.retry)
+            .field("policy_block_wait", &self.policy_block_wait)
             .field("limiter", &self.limiter)
             .finish()
     }

@@ -8,6 +8,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use connector_resilience::scrub;
 use facebook_connector_core::Error as CoreError;
 use serde::Deserialize;
 
@@ -47,6 +48,12 @@ pub enum ErrorClass {
     BadRequest,
     /// 803: an id does not (yet) exist; retried on uploads (propagation of a new audience).
     UnknownAlias,
+    /// 2650 / 1870145: an update of the audience is in progress; wait and retry.
+    UpdateInProgress,
+    /// 2650 / 1870159: the upload session already finished (its last batch was processed).
+    SessionFinished,
+    /// 2650 / 1870158: the upload session timed out (its first batch is over 90 minutes old).
+    SessionExpired,
     /// 1, 2, `is_transient`, HTTP 5xx, timeouts, connection failures.
     Transient,
     /// 4, 17, 32, 341, 613, 80000–80014, HTTP 429: rate limited.
@@ -64,6 +71,9 @@ impl ErrorClass {
             4 | 17 | 32 | 341 | 613 | 80000..=80014 => ErrorClass::Throttled,
             368 => ErrorClass::PolicyBlock,
             100 if subcode == Some(1713230) => ErrorClass::AudienceFlagged,
+            2650 if subcode == Some(1870145) => ErrorClass::UpdateInProgress,
+            2650 if subcode == Some(1870159) => ErrorClass::SessionFinished,
+            2650 if subcode == Some(1870158) => ErrorClass::SessionExpired,
             803 => ErrorClass::UnknownAlias,
             1 | 2 => ErrorClass::Transient,
             _ if is_transient => ErrorClass::Transient,
@@ -73,11 +83,23 @@ impl ErrorClass {
         }
     }
 
-    /// Whether the client retries this class (803 only where the caller allows it).
+    /// Whether waiting and sending again may succeed (803 only where the caller allows it).
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            ErrorClass::Transient | ErrorClass::Throttled | ErrorClass::PolicyBlock
+            ErrorClass::Transient
+                | ErrorClass::Throttled
+                | ErrorClass::PolicyBlock
+                | ErrorClass::UpdateInProgress
+        )
+    }
+
+    /// Whether this is a rate limit or another "wait, then retry" that uses up no attempt of
+    /// the job (mapped to the core's `Throttled`).
+    pub fn is_throttle(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::Throttled | ErrorClass::PolicyBlock | ErrorClass::UpdateInProgress
         )
     }
 }
@@ -103,8 +125,10 @@ pub struct ApiError {
     pub fbtrace_id: Option<String>,
     /// Facebook's transient hint.
     pub is_transient: bool,
-    /// `estimated_time_to_regain_access` from `X-Business-Use-Case-Usage`, if any.
-    pub regain_access: Option<Duration>,
+    /// How long to wait before trying again: Facebook's `estimated_time_to_regain_access`
+    /// (from `X-Business-Use-Case-Usage`), or, when the client gave up on a throttle-like
+    /// error, the wait it would have taken next (whichever is longer).
+    pub retry_after: Option<Duration>,
 }
 
 /// A failed Graph API call.
@@ -159,6 +183,14 @@ pub enum GraphError {
         got: usize,
     },
 
+    /// The client-side limiter's next free slot for this call (its ad account's, or the
+    /// app's) is further away than what is left of the call's retry budget: nothing was sent.
+    #[error("graph api usage limit reached; next slot in {} ms", .wait.as_millis())]
+    Deferred {
+        /// The wait until the next free slot.
+        wait: Duration,
+    },
+
     /// The caller asked for something Facebook would refuse (nothing was sent).
     #[error("invalid graph api request: {reason}")]
     InvalidRequest {
@@ -207,7 +239,7 @@ impl GraphError {
             user_message: scrub_opt(body.error_user_msg),
             fbtrace_id: body.fbtrace_id,
             is_transient: body.is_transient,
-            regain_access,
+            retry_after: regain_access,
         }))
     }
 
@@ -232,6 +264,7 @@ impl GraphError {
             GraphError::Timeout | GraphError::Transport { .. } | GraphError::Decode { .. } => {
                 ErrorClass::Transient
             }
+            GraphError::Deferred { .. } => ErrorClass::Throttled,
             GraphError::ForeignPagingLink
             | GraphError::BatchShape { .. }
             | GraphError::InvalidRequest { .. }
@@ -264,12 +297,28 @@ impl GraphError {
         }
     }
 
-    /// Facebook's `estimated_time_to_regain_access`, if given.
-    pub fn regain_access(&self) -> Option<Duration> {
+    /// How long to wait before trying again, when known: Facebook's
+    /// `estimated_time_to_regain_access`, the client-side limiter's next slot, or the wait the
+    /// client's retry policy would have taken next.
+    pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            GraphError::Api(e) => e.regain_access,
+            GraphError::Api(e) => e.retry_after,
+            GraphError::Deferred { wait } => Some(*wait),
             _ => None,
         }
+    }
+
+    /// Records the wait the retry policy would have taken next (see [`GaveUp::wait`]) on a
+    /// throttle-like error, keeping Facebook's own estimate when it is longer.
+    ///
+    /// [`GaveUp::wait`]: connector_resilience::GaveUp::wait
+    pub(crate) fn with_retry_wait(mut self, wait: Option<Duration>) -> GraphError {
+        if self.class().is_throttle()
+            && let (GraphError::Api(e), Some(wait)) = (&mut self, wait)
+        {
+            e.retry_after = Some(e.retry_after.map_or(wait, |r| r.max(wait)));
+        }
+        self
     }
 
     /// A reason safe to show to a customer: the user-facing title and message when Facebook
@@ -289,10 +338,23 @@ impl GraphError {
         }
     }
 
-    /// Maps into the core's error, keeping `self` as the source. `retry_after` is the wait the
-    /// client would have needed before the next attempt, when it gave up because of time.
-    pub fn into_core(self, retry_after: Option<Duration>) -> CoreError {
-        match self.class() {
+    /// Maps into the core's error, keeping `self` as the source:
+    ///
+    /// * invalid token (190, 102) → `InvalidToken` (never retried; the profile is paused);
+    /// * permission (10, 200–299) → `PermissionDenied`, a flagged audience or a bad request →
+    ///   `Rejected`, each with a reason a customer can act on (Facebook's user-facing title
+    ///   and message where it gave them; never a token);
+    /// * throttled (4, 17, 32, 341, 613, 80000–80014, 429), policy block (368), audience
+    ///   update in progress (2650/1870145) and the client-side limiter → `Throttled` with the
+    ///   wait ([`GraphError::retry_after`]);
+    /// * transient (1, 2, `is_transient`, 5xx, timeouts) → `Transient`.
+    ///
+    /// An 803 (unknown id) is `Rejected` here; uploads map it to `Transient` themselves (a new
+    /// audience may still be propagating). A finished or expired session is an upload outcome,
+    /// not an error, on uploads; anywhere else it is `Rejected`.
+    pub fn into_core(self) -> CoreError {
+        let class = self.class();
+        match class {
             ErrorClass::InvalidToken => CoreError::InvalidToken {
                 source: Box::new(self),
             },
@@ -307,36 +369,31 @@ impl GraphError {
                 ),
                 source: Some(Box::new(self)),
             },
-            ErrorClass::BadRequest | ErrorClass::UnknownAlias => CoreError::Rejected {
+            ErrorClass::BadRequest
+            | ErrorClass::UnknownAlias
+            | ErrorClass::SessionFinished
+            | ErrorClass::SessionExpired => CoreError::Rejected {
                 reason: format!("facebook rejected the request: {}", self.reason()),
                 source: Some(Box::new(self)),
             },
-            ErrorClass::Transient | ErrorClass::Throttled | ErrorClass::PolicyBlock => {
-                let retry_after = retry_after.or_else(|| self.regain_access());
-                CoreError::Transient {
-                    retry_after,
+            ErrorClass::Throttled | ErrorClass::PolicyBlock | ErrorClass::UpdateInProgress => {
+                CoreError::Throttled {
+                    retry_after: self.retry_after(),
                     source: Box::new(self),
                 }
             }
+            ErrorClass::Transient => CoreError::Transient {
+                retry_after: self.retry_after(),
+                source: Box::new(self),
+            },
         }
     }
 }
 
 impl From<GraphError> for CoreError {
     fn from(err: GraphError) -> Self {
-        err.into_core(None)
+        err.into_core()
     }
-}
-
-/// Replaces every occurrence of a secret (at least 8 characters) with `[redacted]`.
-pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
-    let mut out = text.to_owned();
-    for secret in secrets {
-        if secret.len() >= 8 && out.contains(secret) {
-            out = out.replace(secret, "[redacted]");
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -370,6 +427,10 @@ mod tests {
             (100, Some(1713230), 400, AudienceFlagged),
             (100, None, 400, BadRequest),
             (2650, None, 400, BadRequest),
+            (2650, Some(1870145), 400, UpdateInProgress),
+            (2650, Some(1870158), 400, SessionExpired),
+            (2650, Some(1870159), 400, SessionFinished),
+            (2650, Some(1870147), 400, BadRequest),
             (1, None, 500, Transient),
             (2, None, 503, Transient),
             (4, None, 400, Throttled),
@@ -447,7 +508,7 @@ mod tests {
         );
         let core: CoreError = throttled.into();
         assert_eq!(core.retry_after(), Some(Duration::from_secs(120)));
-        assert!(api(190, None, 400).into_core(None).is_invalid_token());
+        assert!(api(190, None, 400).into_core().is_invalid_token());
     }
 
     #[test]

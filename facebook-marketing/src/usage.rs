@@ -1,19 +1,26 @@
 //! Rate-limit signals (`X-App-Usage`, `X-Business-Use-Case-Usage`) and the client-side
-//! limiter that slows calls down as usage approaches 100%.
+//! limiter that spaces calls out as usage approaches 100% and holds them back after a throttle.
 //!
-//! The limiter has two scopes. `X-App-Usage` and app-level throttles (codes 4 and 341) concern
-//! the whole app and slow every call. `X-Business-Use-Case-Usage` and the other throttles
-//! concern one business (or user), so they only slow the calls made with the same user token:
-//! one customer hitting its custom-audience quota does not hold back the others. Tokens are
-//! never stored: a scope is a keyed hash of the token, with a key drawn per process.
-
+//! Scopes follow Facebook's quotas: `X-App-Usage` and the app-level throttles (codes 4 and
+//! 341) concern the whole app, so they space out every call; the custom-audience quota is per
+//! **ad account** (facebook-api.md), so `X-Business-Use-Case-Usage` answers to audience and
+//! upload calls, and the throttles they get, only hold back calls for the same ad account —
+//! one customer at its quota does not slow the others. Calls without an ad account (token
+//! inspection, `/me`, ad account listings, audience lookups) are in the app scope only.
+//!
+//! The limiter **reserves slots**: each call takes the next free slot of its scopes and moves
+//! the scope's next free slot on by the pacing interval (zero below `slow_down_from`; growing
+//! linearly to `max_spacing` just below 100%), and by at least `queue_spacing` when the
+//! caller had to queue (behind a throttle's end or another caller's slot), with jitter. So N
+//! callers waiting for the same throttle to end come back one after another, not together.
+//! Pacing applies only *before* the limit: at 100% Facebook throttles, and its
+//! `estimated_time_to_regain_access` is the wait (the usage figures of a throttle answer add
+//! no pacing on top of it).
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
-use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -24,7 +31,7 @@ pub const APP_USAGE_HEADER: &str = "x-app-usage";
 /// Header with the per-business usage percentages and wait hints.
 pub const BUC_USAGE_HEADER: &str = "x-business-use-case-usage";
 
-/// Per-token scopes remembered at most; stale ones are dropped first.
+/// Ad account scopes remembered at most; idle ones are dropped first.
 const MAX_SCOPES: usize = 10_000;
 
 /// What one response said about rate limits.
@@ -102,31 +109,28 @@ pub fn parse_usage(headers: &HeaderMap) -> Usage {
     usage
 }
 
-/// Whose budget a call spends: the app's only, or also one user token's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Scope {
-    /// App-token and anonymous calls.
+/// Whose budget a call spends: the app's always, and for audience and upload calls also its
+/// ad account's.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Scope<'a> {
+    /// The whole app.
     App,
-    /// Calls with one user token (a keyed hash of it).
-    Token(u64),
+    /// One ad account (`act_<digits>`).
+    AdAccount(&'a str),
 }
 
 #[derive(Debug, Default)]
 struct State {
+    /// Last reported usage percentage, and when.
     percent: u32,
     seen_at: Option<Instant>,
+    /// No call before this (a throttle's wait estimate).
     blocked_until: Option<Instant>,
+    /// The next free slot: no call before this (reservations and pacing).
+    next_free: Option<Instant>,
 }
 
 impl State {
-    fn delay(&self, cfg: &LimiterConfig, now: Instant) -> Duration {
-        let blocked = self
-            .blocked_until
-            .map(|b| b.saturating_duration_since(now))
-            .unwrap_or_default();
-        blocked.max(self.pacing(cfg, now))
-    }
-
     fn pacing(&self, cfg: &LimiterConfig, now: Instant) -> Duration {
         let fresh = self
             .seen_at
@@ -138,17 +142,44 @@ impl State {
         }
     }
 
-    fn observe(&mut self, percent: u32, now: Instant) {
+    /// The earliest moment a call may go.
+    fn earliest(&self, now: Instant) -> Instant {
+        [self.blocked_until, self.next_free]
+            .into_iter()
+            .flatten()
+            .fold(now, Instant::max)
+    }
+
+    /// Takes `slot` and moves the next free slot on.
+    fn take(&mut self, cfg: &LimiterConfig, now: Instant, slot: Instant) {
+        let mut spacing = self.pacing(cfg, now);
+        if self.earliest(now) > now {
+            // the caller queued here: keep the queue spread out
+            spacing = spacing.max(cfg.queue_spacing);
+        }
+        if !spacing.is_zero() {
+            let next = slot + spacing.mul_f64(rand::random_range(1.0..=1.25));
+            self.next_free = Some(self.next_free.map_or(next, |n| n.max(next)));
+        }
+    }
+
+    fn observe(&mut self, cfg: &LimiterConfig, percent: u32, now: Instant) {
         self.percent = percent;
         self.seen_at = Some(now);
+        // the answer tells how fast to go from now on
+        let spacing = pacing_delay(cfg, percent);
+        if !spacing.is_zero() {
+            let next = now + spacing;
+            self.next_free = Some(self.next_free.map_or(next, |n| n.max(next)));
+        }
     }
 
     fn block(&mut self, until: Instant) {
         self.blocked_until = Some(self.blocked_until.map_or(until, |b| b.max(until)));
     }
 
-    fn is_stale(&self, cfg: &LimiterConfig, now: Instant) -> bool {
-        self.delay(cfg, now).is_zero()
+    fn is_idle(&self, cfg: &LimiterConfig, now: Instant) -> bool {
+        self.earliest(now) <= now
             && self
                 .seen_at
                 .is_none_or(|t| now.saturating_duration_since(t) > cfg.usage_ttl)
@@ -158,14 +189,31 @@ impl State {
 #[derive(Debug, Default)]
 struct Scopes {
     app: State,
-    tokens: HashMap<u64, State>,
+    accounts: HashMap<String, State>,
 }
 
-/// Remembers the latest usage reports and tells how long to wait before the next call.
+impl Scopes {
+    fn account(&mut self, cfg: &LimiterConfig, id: &str, now: Instant) -> &mut State {
+        if self.accounts.len() >= MAX_SCOPES && !self.accounts.contains_key(id) {
+            self.accounts.retain(|_, st| !st.is_idle(cfg, now));
+            if self.accounts.len() >= MAX_SCOPES
+                && let Some(oldest) = self
+                    .accounts
+                    .iter()
+                    .min_by_key(|(_, st)| st.seen_at)
+                    .map(|(k, _)| k.clone())
+            {
+                self.accounts.remove(&oldest);
+            }
+        }
+        self.accounts.entry(id.to_owned()).or_default()
+    }
+}
+
+/// Remembers usage reports, throttles and reserved slots, and hands out slots.
 #[derive(Debug)]
 pub(crate) struct Limiter {
     cfg: LimiterConfig,
-    keys: RandomState,
     state: Mutex<Scopes>,
 }
 
@@ -173,14 +221,8 @@ impl Limiter {
     pub(crate) fn new(cfg: LimiterConfig) -> Self {
         Limiter {
             cfg,
-            keys: RandomState::new(),
             state: Mutex::new(Scopes::default()),
         }
-    }
-
-    /// The scope of calls made with `token`.
-    pub(crate) fn scope_of(&self, token: &SecretString) -> Scope {
-        Scope::Token(self.keys.hash_one(token.expose_secret()))
     }
 
     fn with_state<R>(&self, f: impl FnOnce(&mut Scopes) -> R) -> R {
@@ -192,81 +234,71 @@ impl Limiter {
         f(&mut guard)
     }
 
-    fn token_state<'a>(&self, s: &'a mut Scopes, key: u64, now: Instant) -> &'a mut State {
-        if s.tokens.len() >= MAX_SCOPES && !s.tokens.contains_key(&key) {
-            let cfg = &self.cfg;
-            s.tokens.retain(|_, st| !st.is_stale(cfg, now));
-            if s.tokens.len() >= MAX_SCOPES {
-                // everything is fresh: forget the scope seen longest ago
-                if let Some(oldest) = s
-                    .tokens
-                    .iter()
-                    .min_by_key(|(_, st)| st.seen_at)
-                    .map(|(k, _)| *k)
-                {
-                    s.tokens.remove(&oldest);
-                }
+    /// Reserves the next free slot for a call of the app and, when given, of `ad_account`,
+    /// and returns the wait until it — if that wait is at most `max_wait`. Otherwise nothing
+    /// is reserved and the wait is the error (the caller hands it back instead of sleeping).
+    pub(crate) fn reserve(
+        &self,
+        ad_account: Option<&str>,
+        max_wait: Duration,
+    ) -> Result<Duration, Duration> {
+        let now = Instant::now();
+        let cfg = &self.cfg;
+        self.with_state(|s| {
+            let app_at = s.app.earliest(now);
+            let account_at = ad_account
+                .and_then(|id| s.accounts.get(id))
+                .map_or(now, |st| st.earliest(now));
+            let slot = app_at.max(account_at);
+            let wait = slot.saturating_duration_since(now);
+            if wait > max_wait {
+                return Err(wait);
             }
-        }
-        s.tokens.entry(key).or_default()
+            s.app.take(cfg, now, slot);
+            if let Some(id) = ad_account {
+                s.account(cfg, id, now).take(cfg, now, slot);
+            }
+            Ok(wait)
+        })
     }
 
-    /// Records what a response to a call in `scope` said.
-    pub(crate) fn observe(&self, scope: Scope, usage: &Usage) {
+    /// Records what an answer to a call (of `ad_account`, when it has one) said about usage.
+    pub(crate) fn observe(&self, ad_account: Option<&str>, usage: &Usage) {
         let now = Instant::now();
+        let cfg = &self.cfg;
         self.with_state(|s| {
             if let Some(p) = usage.app_percent {
-                s.app.observe(p, now);
+                s.app.observe(cfg, p, now);
             }
-            if let Some(p) = usage.business_percent {
-                match scope {
-                    // without a user token there is no business to pin it on
-                    Scope::App => {}
-                    Scope::Token(key) => self.token_state(s, key, now).observe(p, now),
-                }
+            // without an ad account there is no quota to pin the business figures on
+            if let (Some(p), Some(id)) = (usage.business_percent, ad_account) {
+                s.account(cfg, id, now).observe(cfg, p, now);
             }
         });
     }
 
-    /// No call in `scope` before `now + wait` (after a throttling error with a wait hint);
-    /// [`Scope::App`] holds back every call.
-    pub(crate) fn block_for(&self, scope: Scope, wait: Duration) {
+    /// No call in `scope` before `now + wait` (a throttle with a wait estimate).
+    pub(crate) fn block_for(&self, scope: Scope<'_>, wait: Duration) {
         let now = Instant::now();
         let until = now + wait;
+        let cfg = &self.cfg;
         self.with_state(|s| match scope {
             Scope::App => s.app.block(until),
-            Scope::Token(key) => self.token_state(s, key, now).block(until),
+            Scope::AdAccount(id) => s.account(cfg, id, now).block(until),
         });
-    }
-
-    /// How long to wait before the next call in `scope`.
-    pub(crate) fn delay(&self, scope: Scope) -> Duration {
-        let now = Instant::now();
-        self.with_state(|s| {
-            let app = s.app.delay(&self.cfg, now);
-            let token = match scope {
-                Scope::App => Duration::ZERO,
-                Scope::Token(key) => s
-                    .tokens
-                    .get(&key)
-                    .map(|st| st.delay(&self.cfg, now))
-                    .unwrap_or_default(),
-            };
-            app.max(token)
-        })
     }
 }
 
-/// The wait for a usage percentage: none below `slow_down_from`, then growing quadratically to
-/// `max_delay` at 100%.
+/// The spacing for a usage percentage: none below `slow_down_from` and none from 100% on
+/// (Facebook's throttle and its estimate take over there); in between it grows linearly to
+/// `max_spacing`.
 pub(crate) fn pacing_delay(cfg: &LimiterConfig, percent: u32) -> Duration {
     let from = u32::from(cfg.slow_down_from.min(99));
-    if percent < from {
+    if percent < from || percent >= 100 {
         return Duration::ZERO;
     }
-    let span = f64::from(100 - from);
-    let x = (f64::from(percent.min(100) - from) / span).clamp(0.0, 1.0);
-    cfg.max_delay.mul_f64(x * x)
+    let x = f64::from(percent - from) / f64::from(100 - from);
+    cfg.max_spacing.mul_f64(x.clamp(0.0, 1.0))
 }
 
 #[cfg(test)]
@@ -298,95 +330,149 @@ mod tests {
         assert_eq!(parse_usage(&bad), Usage::default());
     }
 
-    #[test]
-    fn pacing_grows_towards_full_usage() {
-        let cfg = LimiterConfig {
+    fn cfg() -> LimiterConfig {
+        LimiterConfig {
             slow_down_from: 80,
-            max_delay: Duration::from_secs(10),
+            max_spacing: Duration::from_secs(10),
+            queue_spacing: Duration::from_secs(1),
             usage_ttl: Duration::from_secs(60),
-        };
+        }
+    }
+
+    #[test]
+    fn pacing_grows_towards_the_limit_and_stops_at_it() {
+        let cfg = cfg();
         assert_eq!(pacing_delay(&cfg, 50), Duration::ZERO);
         assert_eq!(pacing_delay(&cfg, 80), Duration::ZERO);
-        let mid = pacing_delay(&cfg, 90);
-        assert!(mid > Duration::ZERO && mid < Duration::from_secs(10));
-        assert!(pacing_delay(&cfg, 95) > mid, "slower the closer to 100%");
-        assert_eq!(pacing_delay(&cfg, 100), Duration::from_secs(10));
-        assert_eq!(pacing_delay(&cfg, 250), Duration::from_secs(10));
+        assert_eq!(pacing_delay(&cfg, 90), Duration::from_secs(5));
+        assert_eq!(pacing_delay(&cfg, 99), Duration::from_millis(9_500));
+        // at the limit the throttle's own estimate governs: no pacing on top of it
+        assert_eq!(pacing_delay(&cfg, 100), Duration::ZERO);
+        assert_eq!(pacing_delay(&cfg, 250), Duration::ZERO);
     }
 
-    fn limiter() -> Limiter {
-        Limiter::new(LimiterConfig {
-            slow_down_from: 80,
-            max_delay: Duration::from_secs(10),
-            usage_ttl: Duration::from_secs(60),
-        })
-    }
+    const LONG: Duration = Duration::from_secs(3600);
 
     #[tokio::test(start_paused = true)]
-    async fn limiter_waits_when_blocked_and_forgets_old_usage() {
-        let limiter = limiter();
-        assert_eq!(limiter.delay(Scope::App), Duration::ZERO);
-        limiter.observe(
-            Scope::App,
-            &Usage {
-                app_percent: Some(100),
-                ..Usage::default()
-            },
+    async fn usage_spaces_calls_and_old_usage_is_forgotten() {
+        let limiter = Limiter::new(cfg());
+        assert_eq!(limiter.reserve(None, LONG), Ok(Duration::ZERO));
+        let at_90 = Usage {
+            app_percent: Some(90),
+            ..Usage::default()
+        };
+        limiter.observe(None, &at_90);
+        // 5 s spacing from the answer on, then between reservations (with up to 25% jitter)
+        assert_eq!(limiter.reserve(None, LONG), Ok(Duration::from_secs(5)));
+        let second = limiter.reserve(None, LONG).unwrap();
+        assert!(
+            second >= Duration::from_secs(10) && second <= Duration::from_millis(11_250),
+            "{second:?}"
         );
-        assert_eq!(limiter.delay(Scope::App), Duration::from_secs(10));
-        tokio::time::advance(Duration::from_secs(61)).await;
-        assert_eq!(limiter.delay(Scope::App), Duration::ZERO);
-        limiter.block_for(Scope::App, Duration::from_secs(30));
-        assert_eq!(limiter.delay(Scope::App), Duration::from_secs(30));
+        tokio::time::advance(Duration::from_secs(120)).await;
+        assert_eq!(limiter.reserve(None, LONG), Ok(Duration::ZERO));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn business_usage_and_throttles_only_hold_back_the_same_token() {
-        let limiter = limiter();
-        let a = limiter.scope_of(&SecretString::from("token-a".to_owned()));
-        let b = limiter.scope_of(&SecretString::from("token-b".to_owned()));
-        assert_ne!(a, b);
+    async fn a_wait_beyond_the_callers_budget_reserves_nothing() {
+        let limiter = Limiter::new(cfg());
+        limiter.block_for(Scope::AdAccount("act_1"), Duration::from_secs(300));
         assert_eq!(
-            a,
-            limiter.scope_of(&SecretString::from("token-a".to_owned()))
+            limiter.reserve(Some("act_1"), Duration::from_secs(30)),
+            Err(Duration::from_secs(300))
         );
-        limiter.observe(
-            a,
-            &Usage {
-                business_percent: Some(100),
-                ..Usage::default()
-            },
+        // nothing was reserved: the next caller with time to wait gets the block's end
+        assert_eq!(
+            limiter.reserve(Some("act_1"), LONG),
+            Ok(Duration::from_secs(300))
         );
-        limiter.block_for(a, Duration::from_secs(300));
-        assert_eq!(limiter.delay(a), Duration::from_secs(300));
-        assert_eq!(limiter.delay(b), Duration::ZERO, "other customers go on");
-        assert_eq!(limiter.delay(Scope::App), Duration::ZERO);
-        // app usage slows everyone
-        limiter.observe(
-            b,
-            &Usage {
-                app_percent: Some(100),
-                ..Usage::default()
-            },
-        );
-        assert_eq!(limiter.delay(b), Duration::from_secs(10));
-        assert_eq!(limiter.delay(Scope::App), Duration::from_secs(10));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_number_of_remembered_tokens_is_bounded() {
-        let limiter = limiter();
+    async fn ad_account_usage_and_throttles_only_hold_back_that_ad_account() {
+        let limiter = Limiter::new(cfg());
+        limiter.observe(
+            Some("act_1"),
+            &Usage {
+                business_percent: Some(90),
+                ..Usage::default()
+            },
+        );
+        limiter.block_for(Scope::AdAccount("act_1"), Duration::from_secs(300));
+        assert_eq!(
+            limiter.reserve(Some("act_1"), LONG),
+            Ok(Duration::from_secs(300))
+        );
+        assert_eq!(limiter.reserve(Some("act_2"), LONG), Ok(Duration::ZERO));
+        assert_eq!(limiter.reserve(None, LONG), Ok(Duration::ZERO));
+        // business figures without an ad account pin on nothing
+        limiter.observe(
+            None,
+            &Usage {
+                business_percent: Some(99),
+                ..Usage::default()
+            },
+        );
+        assert_eq!(limiter.reserve(Some("act_2"), LONG), Ok(Duration::ZERO));
+        // app usage and app-level throttles hold back everyone
+        limiter.block_for(Scope::App, Duration::from_secs(60));
+        assert_eq!(
+            limiter.reserve(Some("act_2"), LONG),
+            Ok(Duration::from_secs(60))
+        );
+    }
+
+    /// Several uploads of one ad account wait for the same throttle: each takes its own slot,
+    /// so they come back spread out, not all at the block's end.
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_waiters_are_spread_out_after_a_throttle() {
+        let limiter = std::sync::Arc::new(Limiter::new(cfg()));
+        let start = Instant::now();
+        limiter.block_for(Scope::AdAccount("act_1"), Duration::from_secs(2));
+        let tasks: Vec<_> = (0..5)
+            .map(|_| {
+                let limiter = limiter.clone();
+                tokio::spawn(async move {
+                    let wait = limiter.reserve(Some("act_1"), LONG).unwrap();
+                    tokio::time::sleep(wait).await;
+                    Instant::now() - start
+                })
+            })
+            .collect();
+        let mut fired = Vec::new();
+        for task in tasks {
+            fired.push(task.await.unwrap());
+        }
+        fired.sort();
+        assert_eq!(
+            fired[0],
+            Duration::from_secs(2),
+            "the first goes when the block ends"
+        );
+        for pair in fired.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(
+                gap >= Duration::from_secs(1) && gap <= Duration::from_millis(1_250),
+                "{fired:?}"
+            );
+        }
+        // another ad account is not queued behind them
+        assert_eq!(limiter.reserve(Some("act_2"), LONG), Ok(Duration::ZERO));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_number_of_remembered_ad_accounts_is_bounded() {
+        let limiter = Limiter::new(cfg());
         for i in 0..(MAX_SCOPES + 5) {
-            let scope = Scope::Token(i as u64);
             limiter.observe(
-                scope,
+                Some(&format!("act_{i}")),
                 &Usage {
                     business_percent: Some(90),
                     ..Usage::default()
                 },
             );
         }
-        let remembered = limiter.with_state(|s| s.tokens.len());
+        let remembered = limiter.with_state(|s| s.accounts.len());
         assert!(remembered <= MAX_SCOPES, "{remembered}");
     }
 }

@@ -10,7 +10,7 @@ use facebook_connector_core::Error;
 use facebook_connector_core::domain::AdAccountId;
 use facebook_connector_core::member::MemberKey;
 use facebook_connector_core::payload::Payload;
-use facebook_connector_core::ports::{AudienceSink, FacebookAccounts, UploadSession};
+use facebook_connector_core::ports::{AudienceSink, FacebookAccounts, UploadSession, UploadTarget};
 use facebook_marketing::testkit::{self, AdAccountSpec, Endpoint, FakeGraph, Fault, TokenSpec};
 use facebook_marketing::{GraphClient, GraphConfig, RetryPolicy, appsecret_proof};
 use secrecy::{ExposeSecret, SecretString};
@@ -111,7 +111,11 @@ async fn tokens_never_leak_into_logs_errors_or_debug_output() {
     // retries and give-ups log warnings
     fake.fail(Endpoint::AddMembers, 2, Fault::throttle(17, 0));
     fake.fail(Endpoint::AddMembers, 1, Fault::AcceptThenFail);
-    AudienceSink::add_members(&client, &long.token, &audience.id, &payload, &session)
+    let target = UploadTarget {
+        ad_account: account.clone(),
+        audience: audience.id.clone(),
+    };
+    AudienceSink::add_members(&client, &long.token, &target, &payload, &session)
         .await
         .unwrap();
     fake.fail_always(Endpoint::Me, Fault::graph(2, None));

@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use facebook_connector_core::Error;
-use facebook_connector_core::domain::{AdAccountId, AudienceId, FacebookUserId};
+use facebook_connector_core::domain::{AdAccountId, AudienceId, FacebookUserId, Received};
 use facebook_connector_core::member::MemberKey;
 use facebook_connector_core::payload::Payload;
-use facebook_connector_core::ports::{AudienceSink, FacebookAccounts, UploadSession};
+use facebook_connector_core::ports::{
+    AudienceSink, FacebookAccounts, UploadOutcome, UploadSession, UploadTarget,
+};
 use facebook_marketing::{
     GraphClient, GraphConfig, GraphError, LimiterConfig, RetryPolicy, appsecret_proof,
 };
@@ -446,7 +448,10 @@ async fn add_and_remove_members_send_payload_and_session() {
         .mount(&server)
         .await;
     let c = client(&server);
-    let audience = AudienceId::parse("2384").unwrap();
+    let audience = UploadTarget {
+        ad_account: AdAccountId::parse("act_1").unwrap(),
+        audience: AudienceId::parse("2384").unwrap(),
+    };
     let session = UploadSession {
         session_id: 9001,
         batch_seq: 3,
@@ -456,13 +461,23 @@ async fn add_and_remove_members_send_payload_and_session() {
     let receipt = AudienceSink::add_members(&c, &secret(TOKEN), &audience, &payload(), &session)
         .await
         .unwrap();
-    assert_eq!(receipt.num_received, 1);
-    assert_eq!(receipt.session_id, Some(9001));
+    assert_eq!(
+        receipt,
+        UploadOutcome::Accepted(Received {
+            received: 1,
+            invalid: 0
+        })
+    );
     let removed = AudienceSink::remove_members(&c, &secret(TOKEN), &audience, &payload())
         .await
         .unwrap();
-    assert_eq!(removed.num_invalid_entries, 1);
-    assert_eq!(removed.session_id, Some(77));
+    assert_eq!(
+        removed,
+        Received {
+            received: 1,
+            invalid: 1
+        }
+    );
 
     let reqs = requests(&server).await;
     let add = form(&reqs[0]);
@@ -621,12 +636,18 @@ async fn every_error_class_maps_to_the_core_error() {
             429,
             json!({"error": {"message": "slow down", "code": 9998}}),
         ),
-        (400, graph_error(368, None)),
     ] {
         let (err, n) = me_error(status, body.clone()).await;
         assert!(err.is_retryable(), "{body}: {err:?}");
         assert_eq!(n, attempts, "{body}");
     }
+    // a policy block asks for a long wait: not slept on, handed back as a throttle at once
+    let (err, n) = me_error(400, graph_error(368, None)).await;
+    assert!(
+        matches!(err, Error::Throttled { retry_after: Some(w), .. } if w >= Duration::from_secs(15 * 60)),
+        "{err:?}"
+    );
+    assert_eq!(n, 1);
 }
 
 #[tokio::test]
@@ -694,9 +715,9 @@ async fn transient_failures_are_retried_until_success() {
 }
 
 #[tokio::test]
-async fn a_throttle_longer_than_the_budget_gives_up_with_the_wait_and_blocks_later_calls() {
+async fn a_throttle_longer_than_the_budget_gives_up_with_the_wait_and_blocks_that_ad_account() {
     let server = MockServer::start().await;
-    Mock::given(path("/v25.0/me"))
+    Mock::given(path("/v25.0/2384/users"))
         .respond_with(
             ResponseTemplate::new(400)
                 .set_body_json(graph_error(80003, Some(2446079)))
@@ -708,18 +729,44 @@ async fn a_throttle_longer_than_the_budget_gives_up_with_the_wait_and_blocks_lat
         .mount(&server)
         .await;
     let c = client(&server);
-    let err = FacebookAccounts::me(&c, &secret(TOKEN)).await.unwrap_err();
-    assert_eq!(err.retry_after(), Some(Duration::from_secs(300)));
+    let session = UploadSession {
+        session_id: 1,
+        batch_seq: 1,
+        last_batch: false,
+        estimated_num_total: None,
+    };
+    let target = |account: &str| UploadTarget {
+        ad_account: AdAccountId::parse(account).unwrap(),
+        audience: AudienceId::parse("2384").unwrap(),
+    };
+    let upload = |account: &'static str| {
+        let c = c.clone();
+        async move {
+            AudienceSink::add_members(&c, &secret(TOKEN), &target(account), &payload(), &session)
+                .await
+                .unwrap_err()
+        }
+    };
+    let err = upload("act_1").await;
+    assert!(matches!(err, Error::Throttled { .. }), "{err:?}");
+    let wait = err.retry_after().unwrap();
+    assert!(
+        wait > Duration::from_secs(290) && wait <= Duration::from_secs(300),
+        "{wait:?}"
+    );
     assert_eq!(
         requests(&server).await.len(),
         1,
         "no retry inside a 5 minute wait"
     );
-    // the limiter now holds calls back without asking facebook
-    let err = FacebookAccounts::me(&c, &secret(TOKEN)).await.unwrap_err();
-    assert!(err.is_retryable());
+    // the limiter now holds that ad account's calls back without asking facebook
+    let err = upload("act_1").await;
+    assert!(matches!(err, Error::Throttled { .. }), "{err:?}");
     assert!(err.retry_after().unwrap() > Duration::from_secs(200));
     assert_eq!(requests(&server).await.len(), 1);
+    // another ad account still calls facebook
+    upload("act_2").await;
+    assert_eq!(requests(&server).await.len(), 2);
 }
 
 #[tokio::test]
@@ -766,13 +813,19 @@ async fn upload_803_is_retried_then_succeeds() {
     let receipt = AudienceSink::add_members(
         &client(&server),
         &secret(TOKEN),
-        &AudienceId::parse("5").unwrap(),
+        &UploadTarget {
+            ad_account: AdAccountId::parse("act_1").unwrap(),
+            audience: AudienceId::parse("5").unwrap(),
+        },
         &payload(),
         &session,
     )
     .await
     .unwrap();
-    assert_eq!(receipt.num_received, 1);
+    assert!(matches!(
+        receipt,
+        UploadOutcome::Accepted(Received { received: 1, .. })
+    ));
     let reqs = requests(&server).await;
     assert_eq!(reqs.len(), 2);
     assert_eq!(

@@ -76,26 +76,16 @@ impl Grant {
 #[derive(Deserialize)]
 struct TokenResponse {
     access_token: SecretString,
-    #[serde(default, alias = "expires_in", deserialize_with = "lenient_seconds")]
+    #[serde(
+        default,
+        alias = "expires_in",
+        deserialize_with = "connector_resilience::lenient::opt_text"
+    )]
     access_token_expires_in: Option<u64>,
     #[serde(default)]
     refresh_token: Option<SecretString>,
-    #[serde(default, deserialize_with = "lenient_seconds")]
+    #[serde(default, deserialize_with = "connector_resilience::lenient::opt_text")]
     refresh_token_expires_in: Option<u64>,
-}
-
-/// A lifetime in seconds: a number, a numeric string or null (unknown).
-fn lenient_seconds<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<u64>, D::Error> {
-    match Option::<serde_json::Value>::deserialize(deserializer)? {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::Number(n)) => Ok(n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))),
-        Some(serde_json::Value::String(s)) => Ok(s.trim().parse::<u64>().ok()),
-        Some(_) => Ok(None),
-    }
 }
 
 impl AppAuth {

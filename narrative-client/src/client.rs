@@ -2,9 +2,11 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use connector_resilience::{Retry, RetryPolicy};
 use facebook_connector_core::domain::{
     CompanyId, Connection, ConnectionId, ConnectionStatus, DatasetId, FileName, FileRef, ProfileId,
     QuickSettings, Revision, SnapshotId,
@@ -56,7 +58,7 @@ impl std::fmt::Debug for NarrativeClient {
         f.debug_struct("NarrativeClient")
             .field(
                 "base_url",
-                &crate::http::redacted_url(&self.inner.transport.base),
+                &connector_resilience::redacted_url(&self.inner.transport.base),
             )
             .field("auth", &self.inner.auth)
             .field("feed", &self.inner.feed.kind)
@@ -119,15 +121,16 @@ struct FindFilesPage {
     files_per_snapshot: Vec<SnapshotFiles>,
     #[serde(default)]
     has_next: bool,
-    #[serde(default)]
-    next_snapshot: Option<Value>,
+    #[serde(default, deserialize_with = "connector_resilience::lenient::opt_text")]
+    next_snapshot: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct SnapshotFiles {
     #[serde(default)]
     files: Vec<FoundFile>,
-    snapshot_id: Value,
+    #[serde(default, deserialize_with = "connector_resilience::lenient::opt_text")]
+    snapshot_id: Option<SnapshotId>,
     #[serde(default)]
     timestamp: Value,
     #[serde(default = "yes")]
@@ -165,15 +168,6 @@ enum DownloadUrl {
 struct StatusAnswer {
     #[serde(default)]
     rejected: Vec<Value>,
-}
-
-/// Text of a snapshot id that may arrive as a number or a string.
-fn id_text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 impl NarrativeClient {
@@ -345,8 +339,7 @@ impl NarrativeClient {
             let page: FindFilesPage = self.transport().json(&call).await?;
             let empty_page = page.files_per_snapshot.is_empty();
             for snapshot in page.files_per_snapshot {
-                let Some(id) = id_text(&snapshot.snapshot_id).and_then(|s| SnapshotId::new(s).ok())
-                else {
+                let Some(id) = snapshot.snapshot_id else {
                     tracing::warn!(dataset_id = %dataset_id, "find-files snapshot without a usable id, skipped");
                     continue;
                 };
@@ -378,7 +371,7 @@ impl NarrativeClient {
                     .map(|(_, s, f)| (s, f))
                     .collect());
             }
-            match page.next_snapshot.as_ref().and_then(id_text) {
+            match page.next_snapshot {
                 Some(next) => {
                     from_snapshot = Some(next);
                     offset = 0;
@@ -536,34 +529,32 @@ impl NarrativeClient {
 
     /// Downloads with a fresh link again when the body broke off (reset, truncation, stall):
     /// the request itself is already retried by the transport, so only body failures are
-    /// repeated here, with the same backoff bounds.
+    /// repeated here, under the same policy's attempts and backoff. The policy's budget is not
+    /// applied: a large file's download time is not a wait, and each try is bounded by the
+    /// read timeout.
     async fn download_file_inner(
         &self,
         file: &FileRef,
         dest: &Path,
     ) -> Result<u64, NarrativeError> {
-        let retry = self.transport().config.retry;
-        let mut delay = retry.min_delay;
-        let mut attempt = 0;
-        loop {
-            match self.download_file_once(file, dest).await {
-                Ok(written) => return Ok(written),
-                Err(BodyFailure::Body(error))
-                    if error.is_transient() && attempt < retry.max_retries =>
-                {
-                    attempt += 1;
-                    tracing::warn!(
-                        file = %file.file(),
-                        error = %error,
-                        attempt,
-                        "download broke off, downloading again"
-                    );
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(retry.max_delay);
-                }
-                Err(BodyFailure::Body(error) | BodyFailure::Other(error)) => return Err(error),
-            }
-        }
+        let policy = RetryPolicy {
+            budget: Duration::MAX,
+            ..self.transport().config.retry.clone()
+        };
+        let what = format!("download of {}", file.file());
+        policy
+            .run(
+                &what,
+                |failure: &BodyFailure| match failure {
+                    BodyFailure::Body(error) if error.is_transient() => Retry::Backoff,
+                    _ => Retry::Never,
+                },
+                |_| self.download_file_once(file, dest),
+            )
+            .await
+            .map_err(|gave_up| match gave_up.error {
+                BodyFailure::Body(error) | BodyFailure::Other(error) => error,
+            })
     }
 
     async fn download_file_once(&self, file: &FileRef, dest: &Path) -> Result<u64, BodyFailure> {
@@ -624,8 +615,11 @@ impl NarrativeClient {
 
 /// Why one download attempt failed: while reading the body (worth a new attempt when
 /// transient) or before/around it (already retried, or final).
+#[derive(Debug, thiserror::Error)]
 enum BodyFailure {
+    #[error(transparent)]
     Body(NarrativeError),
+    #[error(transparent)]
     Other(NarrativeError),
 }
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use connector_resilience::RetryPolicy;
 use secrecy::SecretString;
 use url::Url;
 
@@ -65,38 +66,6 @@ impl Default for FeedConfig {
     }
 }
 
-/// Retry policy for idempotent calls (exponential backoff with jitter).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryConfig {
-    /// Retries after the first attempt (0 disables retries).
-    pub max_retries: usize,
-    /// First delay.
-    pub min_delay: Duration,
-    /// Largest delay (also caps a server's `Retry-After`).
-    pub max_delay: Duration,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        RetryConfig {
-            max_retries: 4,
-            min_delay: Duration::from_millis(250),
-            max_delay: Duration::from_secs(10),
-        }
-    }
-}
-
-impl RetryConfig {
-    /// Tiny delays, for tests.
-    pub fn fast() -> Self {
-        RetryConfig {
-            max_retries: 3,
-            min_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(10),
-        }
-    }
-}
-
 /// Timeouts and retries of every HTTP call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpConfig {
@@ -106,8 +75,9 @@ pub struct HttpConfig {
     pub connect_timeout: Duration,
     /// For downloads: the longest pause between two reads of the body.
     pub read_timeout: Duration,
-    /// Retries of idempotent calls.
-    pub retry: RetryConfig,
+    /// Retries of idempotent calls (attempts count the first one; the budget bounds one call,
+    /// attempts and waits together: see `connector_resilience`).
+    pub retry: RetryPolicy,
     /// How long before its expiry the app token is refreshed (at most half its lifetime).
     pub token_refresh_margin: Duration,
     /// `User-Agent` header.
@@ -120,7 +90,7 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
-            retry: RetryConfig::default(),
+            retry: RetryPolicy::default(),
             token_refresh_margin: Duration::from_secs(60),
             user_agent: concat!("facebook-connector/", env!("CARGO_PKG_VERSION")).to_owned(),
         }
@@ -134,7 +104,7 @@ impl HttpConfig {
             request_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_secs(5),
-            retry: RetryConfig::fast(),
+            retry: RetryPolicy::fast(),
             ..HttpConfig::default()
         }
     }
@@ -159,7 +129,10 @@ pub struct NarrativeConfig {
 impl std::fmt::Debug for NarrativeConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NarrativeConfig")
-            .field("base_url", &crate::http::redacted_url(&self.base_url))
+            .field(
+                "base_url",
+                &connector_resilience::redacted_url(&self.base_url),
+            )
             .field("client_id", &self.client_id)
             .field("client_secret", &"[redacted]")
             .field("feed", &self.feed)

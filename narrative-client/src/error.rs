@@ -256,9 +256,8 @@ impl From<NarrativeError> for CoreError {
             } => CoreError::NotFound {
                 what: endpoint.clone(),
             },
-            NarrativeError::Io { .. } => CoreError::Storage {
-                source: Box::new(error),
-            },
+            // the local disk (full, temp dir gone): not the file's fault and not a bug
+            NarrativeError::Io { .. } => CoreError::transient(error),
             _ => CoreError::Rejected {
                 reason: error.reason(),
                 source: Some(Box::new(error)),

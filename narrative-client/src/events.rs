@@ -44,37 +44,11 @@ struct PerformDelivery {
 struct SnapshotAppended {
     #[serde(alias = "connectionId")]
     connection_id: ConnectionId,
-    #[serde(alias = "snapshotId", deserialize_with = "lenient_snapshot_id")]
+    #[serde(
+        alias = "snapshotId",
+        deserialize_with = "connector_resilience::lenient::text"
+    )]
     snapshot_id: SnapshotId,
-}
-
-/// A snapshot id sent as a string or as a number.
-pub(crate) fn lenient_snapshot_id<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<SnapshotId, D::Error> {
-    let value = Value::deserialize(deserializer)?;
-    let text = match value {
-        Value::String(s) => s,
-        Value::Number(n) => n.to_string(),
-        other => {
-            return Err(serde::de::Error::custom(format!(
-                "expected a string or a number, got {}",
-                json_kind(&other)
-            )));
-        }
-    };
-    SnapshotId::new(text).map_err(serde::de::Error::custom)
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[derive(Deserialize)]

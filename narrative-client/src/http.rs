@@ -1,11 +1,9 @@
 //! The HTTP plumbing shared by every call: URL building, authentication, status checks and
 //! retries with backoff.
 
-use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::SystemTime;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use connector_resilience::{Retry, RetryPolicy, redacted_url};
 use futures::StreamExt;
 use reqwest::{Method, Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -13,7 +11,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::auth::AppAuth;
-use crate::config::{HttpConfig, RetryConfig};
+use crate::config::HttpConfig;
 use crate::error::NarrativeError;
 
 /// How a request is authenticated.
@@ -99,36 +97,10 @@ impl std::fmt::Debug for Transport {
     }
 }
 
-/// A URL for `Debug`: scheme, host, port and path only (no credentials, no query).
-pub(crate) fn redacted_url(url: &Url) -> String {
-    let mut shown = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
-    if let Some(port) = url.port() {
-        shown.push_str(&format!(":{port}"));
-    }
-    shown.push_str(url.path());
-    shown
-}
-
-/// rustls with the *ring* provider and the platform's certificate verifier (the workspace
-/// builds reqwest without a provider; no process-wide default is installed).
-fn tls_config() -> Result<rustls::ClientConfig, NarrativeError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-        .map_err(|source| NarrativeError::Tls { source })?;
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|source| NarrativeError::Tls { source })?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
-}
-
 impl Transport {
     pub(crate) fn new(base: Url, config: HttpConfig) -> Result<Self, NarrativeError> {
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls_config()?)
+        let http = connector_resilience::client_builder()
+            .map_err(|source| NarrativeError::Tls { source })?
             .user_agent(config.user_agent.clone())
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.read_timeout)
@@ -261,12 +233,7 @@ pub(crate) async fn check(response: Response, endpoint: &str) -> Result<Response
     if status.is_success() {
         return Ok(response);
     }
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after = connector_resilience::retry_after(response.headers(), SystemTime::now());
     let body = read_capped(response, 16 * 1024).await;
     let (error, description) = error_fields(&body);
     Err(NarrativeError::Status {
@@ -325,45 +292,32 @@ pub(crate) async fn decode_json<T: DeserializeOwned>(
     })
 }
 
-/// Runs `op` until it succeeds, fails for good, or the retries are used up. Only idempotent
-/// operations are repeated, and only after transient failures (5xx, 408, 429, timeouts).
+/// How an error is retried: only idempotent operations, only after transient failures (5xx,
+/// 408, 429, timeouts, resets), after the server's `Retry-After` when it sent one.
+pub(crate) fn retry_class(error: &NarrativeError, idempotent: bool) -> Retry {
+    if !idempotent || !error.is_transient() {
+        return Retry::Never;
+    }
+    error.retry_after().map_or(Retry::Backoff, Retry::After)
+}
+
+/// Runs `op` under the retry policy (see [`retry_class`]). A wait that does not fit in the
+/// policy's budget is not taken: the error goes back with its `Retry-After`, for the caller's
+/// queue.
 pub(crate) async fn retrying<T, F, Fut>(
-    retry: &RetryConfig,
+    retry: &RetryPolicy,
     idempotent: bool,
     endpoint: &str,
     mut op: F,
 ) -> Result<T, NarrativeError>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, NarrativeError>>,
+    Fut: std::future::Future<Output = Result<T, NarrativeError>>,
 {
-    let mut delays = ExponentialBuilder::default()
-        .with_min_delay(retry.min_delay)
-        .with_max_delay(retry.max_delay)
-        .with_max_times(retry.max_retries)
-        .with_jitter()
-        .build();
-    loop {
-        match op().await {
-            Ok(value) => return Ok(value),
-            Err(error) if idempotent && error.is_transient() => match delays.next() {
-                Some(delay) => {
-                    let delay = error
-                        .retry_after()
-                        .map_or(delay, |hint| hint.min(retry.max_delay).max(delay));
-                    tracing::warn!(
-                        endpoint = %endpoint,
-                        error = %error,
-                        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                        "marketplace call failed, retrying"
-                    );
-                    tokio::time::sleep(delay).await;
-                }
-                None => return Err(error),
-            },
-            Err(error) => return Err(error),
-        }
-    }
+    retry
+        .run(endpoint, |e| retry_class(e, idempotent), |_| op())
+        .await
+        .map_err(|gave_up| gave_up.error)
 }
 
 #[cfg(test)]
@@ -399,7 +353,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_idempotent_calls_are_retried() {
-        let retry = RetryConfig::fast();
+        let retry = RetryPolicy::fast();
         let transient = || NarrativeError::Status {
             endpoint: "GET /x".into(),
             status: 503,
@@ -414,7 +368,7 @@ mod tests {
         })
         .await;
         assert!(result.is_err());
-        assert_eq!(calls, 1 + retry.max_retries);
+        assert_eq!(calls, retry.max_attempts);
 
         let mut calls = 0;
         let _ = retrying::<(), _, _>(&retry, false, "POST /x", || {

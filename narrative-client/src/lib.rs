@@ -24,10 +24,16 @@
 //! `InvalidToken`, 401 with the app token after a renewal → `PermissionDenied`, 403 →
 //! `PermissionDenied` (a snapshot older than 30 days → `Rejected`), 404 → `NotFound` (or `None`
 //! where the port returns an `Option`), 451 `expired` download → `Rejected`, a truncated
-//! download → `Transient`, other 4xx and undecodable bodies → `Rejected`, local file I/O →
-//! `Storage`. Idempotent calls (GET, PUT, download-link requests, status events with their
-//! idempotency key, token grants) are retried with exponential backoff ([`RetryConfig`]); profile
-//! creation and lifecycle transitions are not.
+//! download → `Transient`, other 4xx and undecodable bodies → `Rejected`, local file I/O
+//! while downloading (disk full, temporary directory gone) → `Transient` (not the file's fault,
+//! not a bug). Idempotent calls (GET, PUT, download-link requests, status events with their
+//! idempotency key, token grants) are retried under [`RetryPolicy`] (the shared
+//! `connector_resilience` policy: exponential backoff with jitter, the server's `Retry-After`
+//! in seconds or as an HTTP date honoured, at most `max_attempts` attempts *including the
+//! first*, all within a short `budget`); a `Retry-After` that does not fit in the budget is
+//! not slept on: the call fails at once with `Transient { retry_after }` so the engine can
+//! schedule the job through its queue. Profile creation and lifecycle transitions are not
+//! retried.
 //!
 //! # Assumptions (\[ASSUMED\] in the spec: not in Narrative's public API document)
 //! All of them are configuration ([`FeedConfig`], [`PayloadTypes`]) with these defaults:
@@ -51,14 +57,15 @@
 //!   strictly before the event) is applied to each snapshot's `timestamp` on our side;
 //! - a presigned link refused with 403/410 is requested once more, then the file is reported as
 //!   expired; a download whose body breaks off (reset, truncation, stall) is downloaded again
-//!   with a fresh link, up to [`RetryConfig::max_retries`] times;
+//!   with a fresh link, within the policy's
+//!   `max_attempts` (its budget does not apply: a large file's download time is not a wait);
 //! - `find-files` stops at a page without snapshots even when it claims `has_next`;
 //! - tolerated variations: listings wrapped in `{records: [...]}` as well as bare arrays,
 //!   `files-added` entries as `{name}`, `{path}` or strings, snapshot ids as numbers or strings,
 //!   token lifetimes as numbers or numeric strings, profile statuses in any case; unknown fields
 //!   are ignored everywhere.
 //!
-//! TLS is rustls with the *ring* provider and the platform's verifier, configured per client
+//! TLS is rustls with the *ring* provider and the platform's verifier (`connector_resilience::client_builder`), configured per client
 //! (no process-wide provider is installed).
 //!
 //! # Feed decoding
@@ -79,6 +86,7 @@ mod profiles;
 pub mod testkit;
 
 pub use client::{DELIVERY_COMPLETED, DELIVERY_FAILED, LegacyDeliveryFile, NarrativeClient};
-pub use config::{FeedConfig, FeedKind, HttpConfig, NarrativeConfig, PayloadTypes, RetryConfig};
+pub use config::{FeedConfig, FeedKind, HttpConfig, NarrativeConfig, PayloadTypes};
+pub use connector_resilience::RetryPolicy;
 pub use error::NarrativeError;
 pub use profiles::ProfileClient;

@@ -9,7 +9,7 @@ use facebook_connector_core::ports::{
 use reqwest::Method;
 use secrecy::SecretString;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use url::Url;
 
 use crate::config::HttpConfig;
@@ -26,7 +26,10 @@ pub struct ProfileClient {
 impl std::fmt::Debug for ProfileClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProfileClient")
-            .field("base_url", &crate::http::redacted_url(&self.transport.base))
+            .field(
+                "base_url",
+                &connector_resilience::redacted_url(&self.transport.base),
+            )
             .finish()
     }
 }
@@ -124,20 +127,25 @@ impl ProfileClient {
         token: &SecretString,
     ) -> Result<InstallationId, NarrativeError> {
         let call = self.call(Method::GET, token, "/installations/whoami", &[])?;
-        let who: Whoami<Value> = self.transport.json(&call).await?;
-        let id = match &who.id {
-            Value::Number(n) => n.to_string(),
-            Value::String(s) if !s.trim().is_empty() => s.trim().to_owned(),
-            _ => {
-                return Err(NarrativeError::Invalid {
-                    endpoint: call.endpoint.clone(),
-                    source: facebook_connector_core::InvalidValue::new(
-                        "installation id",
-                        &who.id.to_string(),
-                        "expected an integer or a uuid",
-                    ),
-                });
-            }
+        #[derive(Deserialize)]
+        struct InstallationWhoami {
+            #[serde(default, deserialize_with = "connector_resilience::lenient::opt_text")]
+            id: Option<String>,
+        }
+        let who: InstallationWhoami = self.transport.json(&call).await?;
+        let Some(id) = who
+            .id
+            .map(|id| id.trim().to_owned())
+            .filter(|id| !id.is_empty())
+        else {
+            return Err(NarrativeError::Invalid {
+                endpoint: call.endpoint.clone(),
+                source: facebook_connector_core::InvalidValue::new(
+                    "installation id",
+                    "",
+                    "expected an integer or a uuid",
+                ),
+            });
         };
         Ok(InstallationId(id))
     }

@@ -231,31 +231,20 @@ async fn concurrent_first_callers_share_one_grant() {
     assert_eq!(fake.token_grants(), ["client_credentials"]);
 }
 
-#[tokio::test]
+/// On paused time (the fake runs on the test's runtime and its token expiry follows tokio's
+/// clock): no real sleep races the token's lifetime on a loaded machine.
+#[tokio::test(start_paused = true)]
 async fn concurrent_callers_with_an_expired_token_share_one_refresh() {
-    let server = MockServer::start().await;
-    // the first token lives one second (renewed after half of it), the refreshed one an hour
-    Mock::given(path("/oauth/token"))
-        .and(body_string_contains("grant_type=client_credentials"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(token_body("first", 1)))
-        .mount(&server)
-        .await;
-    Mock::given(path("/oauth/token"))
-        .and(body_string_contains("grant_type=refresh_token"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(token_body("second", 3600))
-                .set_delay(Duration::from_millis(100)),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(path("/v2/app/events"))
-        .respond_with(empty_page())
-        .mount(&server)
-        .await;
-    let client = NarrativeClient::new(wiremock_config(&server)).unwrap();
+    let (fake, client) = fake_and_client().await;
+    // the first token lives one second (renewed after half of it)
+    fake.set_token_lifetimes(Duration::from_secs(1), Duration::from_secs(86_400));
+    fake.set_token_delay(Duration::from_millis(100));
     client.events_after(None, 10).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(fake.token_grants(), ["client_credentials"]);
+    fake.set_token_lifetimes(Duration::from_secs(3_600), Duration::from_secs(86_400));
+    // past the first token's expiry: the fake refuses it (a caller still using it would get a
+    // 401 and renew again, which the grant list would show)
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
     let calls = (0..16).map(|_| {
         let client = client.clone();
         tokio::spawn(async move { client.events_after(None, 10).await })
@@ -263,20 +252,8 @@ async fn concurrent_callers_with_an_expired_token_share_one_refresh() {
     for result in futures::future::join_all(calls).await {
         result.unwrap().unwrap();
     }
-    let requests = server.received_requests().await.unwrap();
-    assert_eq!(
-        grant_types(&requests),
-        ["client_credentials", "refresh_token"]
-    );
-    let with_second = requests
-        .iter()
-        .filter(|r| {
-            r.headers
-                .get("authorization")
-                .is_some_and(|v| v.to_str().unwrap() == "Bearer second")
-        })
-        .count();
-    assert_eq!(with_second, 16);
+    assert_eq!(fake.token_grants(), ["client_credentials", "refresh_token"]);
+    assert_eq!(fake.calls_to("/v2/app/events").len(), 17);
 }
 
 // ---------------------------------------------------------------- feeds
@@ -455,11 +432,13 @@ async fn server_errors_are_retried_then_transient() {
     fake.fail_next("/connections/", 502, 100);
     let error = client.connection(conn_id()).await.unwrap_err();
     assert!(error.is_retryable(), "{error:?}");
-    // 1 attempt + 3 retries (RetryConfig::fast)
+    // 4 attempts, the first included (RetryPolicy::fast)
     assert_eq!(fake.calls_to("/connections/").len(), 4);
 }
 
-#[tokio::test]
+/// On paused time: the 300 ms timeout and the fake's 3 s delay are tokio timers, so a busy
+/// machine cannot make an ordinary answer miss the timeout.
+#[tokio::test(start_paused = true)]
 async fn slow_responses_time_out_and_are_retried() {
     let fake = FakeMarketplace::start().await.unwrap();
     let mut config = fake.client_config();
@@ -467,12 +446,74 @@ async fn slow_responses_time_out_and_are_retried() {
     let client = NarrativeClient::new(config).unwrap();
     client.events_after(None, 1).await.unwrap();
     fake.delay_next("/v2/app/events", Duration::from_secs(3), 1);
+    let start = tokio::time::Instant::now();
     client.events_after(None, 1).await.unwrap();
     assert_eq!(fake.calls_to("/v2/app/events").len(), 3);
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(1),
+        "the slow attempt was cut at its timeout: {took:?}"
+    );
 
     fake.delay_next("/v2/app/events", Duration::from_secs(3), 10);
     let error = client.events_after(None, 1).await.unwrap_err();
     assert!(error.is_retryable(), "{error:?}");
+    // every attempt (RetryPolicy::fast: 4) timed out
+    assert_eq!(fake.calls_to("/v2/app/events").len(), 3 + 4);
+}
+
+/// A `Retry-After` (seconds or an HTTP date) beyond the client's budget is not slept on: the
+/// call fails at once with the wait, for the engine's queue.
+#[tokio::test]
+async fn retry_after_is_honoured_within_the_budget_and_handed_back_beyond_it() {
+    let server = MockServer::start().await;
+    mount_token(&server).await;
+    Mock::given(path("/v2/app/events"))
+        .respond_with(ResponseTemplate::new(503).insert_header("retry-after", "600"))
+        .mount(&server)
+        .await;
+    let client = NarrativeClient::new(wiremock_config(&server)).unwrap();
+    let error = client.events_after(None, 10).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            CoreError::Transient {
+                retry_after: Some(wait),
+                ..
+            } if wait == Duration::from_secs(600)
+        ),
+        "{error:?}"
+    );
+    let requests = server.received_requests().await.unwrap();
+    let feed_calls = requests
+        .iter()
+        .filter(|r| r.url.path() == "/v2/app/events")
+        .count();
+    assert_eq!(feed_calls, 1, "a wait beyond the budget is not taken");
+
+    let date = httpdate_string(std::time::SystemTime::now() + Duration::from_secs(600));
+    Mock::given(path(format!("/connections/{CONN}")))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", date.as_str()))
+        .mount(&server)
+        .await;
+    match client.connection(conn_id()).await.unwrap_err() {
+        CoreError::Transient {
+            retry_after: Some(wait),
+            ..
+        } => assert!(
+            wait > Duration::from_secs(590) && wait <= Duration::from_secs(600),
+            "{wait:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn httpdate_string(at: std::time::SystemTime) -> String {
+    let at = OffsetDateTime::from(at);
+    at.format(time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    ))
+    .unwrap()
 }
 
 #[tokio::test]
@@ -570,6 +611,22 @@ async fn legacy_files_are_listed_and_downloaded() {
 
     let error = client.legacy_files(Revision(999)).await.unwrap_err();
     assert!(matches!(error, CoreError::NotFound { .. }), "{error:?}");
+}
+
+/// The local disk failing while a file downloads (here: the temporary directory is gone) is
+/// not the file's fault and not a bug: `Transient`, so the job is tried again later.
+#[tokio::test]
+async fn local_write_failures_while_downloading_are_transient() {
+    let (fake, client) = fake_and_client().await;
+    let revision = fake.add_legacy_delivery(legacy_delivery().file("a.jsonl", "line\n"));
+    let file = FileRef::Legacy {
+        revision,
+        file: FileName::new("a.jsonl").unwrap(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("gone").join("a.jsonl");
+    let error = client.download_to(&file, &dest).await.unwrap_err();
+    assert!(matches!(error, CoreError::Transient { .. }), "{error:?}");
 }
 
 #[tokio::test]

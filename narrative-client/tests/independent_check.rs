@@ -24,7 +24,7 @@ use facebook_connector_core::ports::{
 };
 use futures::StreamExt;
 use narrative_client::{
-    FeedKind, HttpConfig, NarrativeClient, NarrativeConfig, ProfileClient, RetryConfig,
+    FeedKind, HttpConfig, NarrativeClient, NarrativeConfig, ProfileClient, RetryPolicy,
 };
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -41,7 +41,8 @@ const PROFILE: &str = "6f1c1f0e-8d7a-4c55-9d0f-0a1b2c3d4e5f";
 const SUB: &str = "7a1c1f0e-8d7a-4c55-9d0f-0a1b2c3d4e51";
 const BATCH: &str = "8b1c1f0e-8d7a-4c55-9d0f-0a1b2c3d4e52";
 const CONN: &str = "9c1c1f0e-8d7a-4c55-9d0f-0a1b2c3d4e53";
-const RETRIES: usize = 2;
+/// Attempts per call, the first included.
+const ATTEMPTS: u32 = 3;
 
 /// Timeouts generous for a loaded machine.
 fn http_config() -> HttpConfig {
@@ -49,10 +50,11 @@ fn http_config() -> HttpConfig {
         request_timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(5),
         read_timeout: Duration::from_secs(5),
-        retry: RetryConfig {
-            max_retries: RETRIES,
+        retry: RetryPolicy {
+            max_attempts: ATTEMPTS,
             min_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(5),
+            budget: Duration::from_secs(30),
         },
         ..HttpConfig::default()
     }
@@ -1297,12 +1299,15 @@ async fn lasting_server_errors_are_transient_after_the_retries() {
     let client = client(&server);
     let error = client.events_after(None, 5).await.unwrap_err();
     assert!(error.is_retryable(), "{error:?}");
-    assert_eq!(count(&server, "GET", "/v2/app/events").await, 1 + RETRIES);
+    assert_eq!(
+        count(&server, "GET", "/v2/app/events").await,
+        ATTEMPTS as usize
+    );
     let error = client.connection(conn_id()).await.unwrap_err();
     assert!(error.is_retryable(), "{error:?}");
     assert_eq!(
         count(&server, "GET", &format!("/connections/{CONN}")).await,
-        1 + RETRIES
+        ATTEMPTS as usize
     );
 }
 
@@ -1427,7 +1432,10 @@ async fn answers_slower_than_the_timeout_are_retried_then_transient() {
     assert!((2..=3).contains(&calls), "{calls}");
     let error = client.events_after(None, 5).await.unwrap_err();
     assert!(error.is_retryable(), "{error:?}");
-    assert_eq!(count(&server, "GET", "/v2/app/events").await, 1 + RETRIES);
+    assert_eq!(
+        count(&server, "GET", "/v2/app/events").await,
+        ATTEMPTS as usize
+    );
 }
 
 /// A raw HTTP server (wiremock always sends whole bodies): connection `n` gets
@@ -1514,7 +1522,7 @@ async fn truncated_downloads_are_downloaded_again_or_fail_transiently() {
     let error = client.download_to(&file, &dest).await.unwrap_err();
     assert!(error.is_retryable(), "{error:?}");
     assert!(!dest.exists());
-    assert_eq!(connections.load(Ordering::SeqCst), 1 + RETRIES);
+    assert_eq!(connections.load(Ordering::SeqCst), ATTEMPTS as usize);
 
     // the streaming port reports the truncation at the end of the body
     let download = client.open(&file).await.unwrap();
@@ -1630,7 +1638,7 @@ async fn secrets_and_presigned_urls_never_reach_logs_errors_or_debug() {
         .await;
 
     let mut config = slow_config(&server);
-    config.http.retry.max_retries = 1;
+    config.http.retry.max_attempts = 2;
     let client = NarrativeClient::new(config.clone()).unwrap();
     let mut rendered = vec![format!("{config:?}"), format!("{client:?}")];
     // 401, failed refresh, new grant

@@ -21,13 +21,23 @@
 //!   10,000 rows, hashed keys as 64 lowercase hex (or empty), MADID not hashed; rows with a bad
 //!   value count as `num_invalid_entries`;
 //! * sessions per ad account: `session_id` > 0, `batch_seq` ≥ 1, a repeated `batch_seq` is
-//!   answered again without storing its rows twice, the last batch closes the session; like
+//!   answered again without storing its rows twice; after the batch with `last_batch_flag`
+//!   every further batch of the session (a re-sent one too) gets 2650/1870159 ("session
+//!   already finished"), and 90 minutes after its first batch ([`SESSION_TIMEOUT`], tokio's
+//!   clock) or after [`FakeGraph::expire_session`] 2650/1870158 ("session timed out"); like
 //!   Facebook, an upload with a session answers `num_received` / `num_invalid_entries` as the
 //!   session's running totals (without a session: this request's numbers);
+//! * `debug_token` answers `expires_at` (60 days for long-lived tokens) and
+//!   `data_access_expires_at` (90 days);
 //! * audiences: ≤ 500 per ad account, description ≤ 100 characters, the ad account must be the
 //!   user's, have a business and accepted Custom Audience terms.
 //!
-//! Faults ([`FakeGraph::fail`]) are consumed in the order they were added, per endpoint.
+//! Faults ([`FakeGraph::fail`]) are consumed in the order they were added, per endpoint:
+//! Graph errors (e.g. [`Fault::update_in_progress`]), throttles with usage headers and a wait
+//! estimate ([`Fault::throttle_for`]), HTML 5xx, latency, and "processed, then failed".
+//! Latency can also be set for every call or per endpoint ([`FakeGraph::set_latency_for`]).
+//! What it received is kept for inspection: every stored row per audience, each session's
+//! batches, totals and upload calls ([`FakeGraph::session`]), and call counts per endpoint.
 
 mod server;
 mod upload;
@@ -93,13 +103,13 @@ pub enum Fault {
         /// `is_transient`.
         is_transient: bool,
     },
-    /// A throttling error (e.g. 4, 17, 80003) with usage headers at 100% and
-    /// `estimated_time_to_regain_access` in minutes (0 = no estimate).
-    Throttle {
+    /// A throttling error (e.g. 4, 17, 80003) with usage headers at 100% and this
+    /// `estimated_time_to_regain_access` (sent in minutes, fractions kept; zero = 0).
+    ThrottleFor {
         /// Graph code.
         code: i64,
-        /// Minutes until access is regained.
-        regain_minutes: u32,
+        /// The wait estimate.
+        regain: Duration,
     },
     /// An HTTP error status with an HTML body (no Graph error).
     ServerError {
@@ -112,6 +122,10 @@ pub enum Fault {
     /// worked (proves retried uploads are not counted twice).
     AcceptThenFail,
 }
+
+/// How long an upload session stays open after its first batch (Facebook: 90 minutes);
+/// later batches get 2650/1870158. Measured on tokio's clock, so tests advance paused time.
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(90 * 60);
 
 impl Fault {
     /// A Graph error with the usual status for its code (400; 500 for 1 and 2).
@@ -126,10 +140,21 @@ impl Fault {
 
     /// Throttling with `code` and a wait estimate in minutes (0 = none).
     pub fn throttle(code: i64, regain_minutes: u32) -> Fault {
-        Fault::Throttle {
+        Fault::ThrottleFor {
             code,
-            regain_minutes,
+            regain: Duration::from_secs(u64::from(regain_minutes) * 60),
         }
+    }
+
+    /// Throttling with `code` and a wait estimate of any length (sent in fractional minutes,
+    /// as Facebook does, e.g. 0.01 for 0.6 s; zero = an estimate of 0).
+    pub fn throttle_for(code: i64, regain: Duration) -> Fault {
+        Fault::ThrottleFor { code, regain }
+    }
+
+    /// 2650/1870145: "an update of this audience is in progress".
+    pub fn update_in_progress() -> Fault {
+        Fault::graph(2650, Some(1870145))
     }
 }
 
@@ -228,6 +253,11 @@ pub struct FakeSession {
     pub num_invalid_entries: u64,
     /// Whether the last batch arrived.
     pub closed: bool,
+    /// Whether the session timed out (90 minutes after its first batch, or
+    /// [`FakeGraph::expire_session`]).
+    pub expired: bool,
+    /// Upload requests received for the session, repeats and refused ones included.
+    pub upload_calls: usize,
     /// The caller's estimate, as last sent.
     pub estimated_num_total: Option<u64>,
 }
@@ -239,6 +269,7 @@ pub(crate) struct TokenRec {
     pub(crate) scopes: Vec<String>,
     pub(crate) issued_at: i64,
     pub(crate) expires_at: i64,
+    pub(crate) data_access_expires_at: i64,
     pub(crate) valid: bool,
 }
 
@@ -269,6 +300,15 @@ pub(crate) struct SessionRec {
     pub(crate) receipts: BTreeMap<u32, (u64, u64)>,
     pub(crate) closed: bool,
     pub(crate) estimated_num_total: Option<u64>,
+    pub(crate) started_at: tokio::time::Instant,
+    pub(crate) expired: bool,
+    pub(crate) requests: usize,
+}
+
+impl SessionRec {
+    pub(crate) fn is_expired(&self) -> bool {
+        self.expired || self.started_at.elapsed() > SESSION_TIMEOUT
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -289,6 +329,7 @@ pub(crate) struct State {
     pub(crate) faults: Vec<FaultRec>,
     pub(crate) revoke_failures: HashMap<String, u32>,
     pub(crate) latency: Duration,
+    pub(crate) endpoint_latency: HashMap<Endpoint, Duration>,
     pub(crate) usage: Option<(u32, u32)>,
     pub(crate) revoked: Vec<String>,
     pub(crate) calls: BTreeMap<Endpoint, usize>,
@@ -528,6 +569,24 @@ impl FakeGraph {
         self.lock().latency = latency;
     }
 
+    /// Responses to `endpoint` are delayed by `latency` (instead of [`FakeGraph::set_latency`]'s),
+    /// e.g. uploads answered after 50 ms for a benchmark. Concurrent requests wait in parallel.
+    pub fn set_latency_for(&self, endpoint: Endpoint, latency: Duration) {
+        self.lock().endpoint_latency.insert(endpoint, latency);
+    }
+
+    /// The session times out now: its further batches get 2650/1870158 (as Facebook does 90
+    /// minutes after a session's first batch, see [`SESSION_TIMEOUT`]).
+    pub fn expire_session(&self, account: &AdAccountId, session_id: u64) {
+        if let Some(rec) = self
+            .lock()
+            .sessions
+            .get_mut(&(account.as_str().to_owned(), session_id))
+        {
+            rec.expired = true;
+        }
+    }
+
     /// `paging.next` links point to another host (the client must not follow them).
     pub fn set_foreign_paging(&self, foreign: bool) {
         self.lock().foreign_paging = foreign;
@@ -591,6 +650,8 @@ impl FakeGraph {
                 num_received: r.receipts.values().map(|(n, _)| n).sum(),
                 num_invalid_entries: r.receipts.values().map(|(_, i)| i).sum(),
                 closed: r.closed,
+                expired: r.is_expired(),
+                upload_calls: r.requests,
                 estimated_num_total: r.estimated_num_total,
             })
     }
@@ -650,6 +711,8 @@ pub(crate) fn issue_token(
             scopes,
             issued_at: now,
             expires_at: now + ttl,
+            // about 90 days after the user last used the app
+            data_access_expires_at: now + 90 * 24 * 3600,
             valid: true,
         },
     );

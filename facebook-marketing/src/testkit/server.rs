@@ -29,7 +29,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 struct Reply {
     status: u16,
     body: Value,
-    regain_minutes: Option<u32>,
+    regain_minutes: Option<f64>,
 }
 
 impl Reply {
@@ -182,7 +182,12 @@ async fn handle(
     let (latency, fault, usage) = {
         let mut s = shared.lock();
         *s.calls.entry(endpoint).or_default() += 1;
-        (s.latency, s.take_fault(endpoint), s.usage)
+        let latency = s
+            .endpoint_latency
+            .get(&endpoint)
+            .copied()
+            .unwrap_or(s.latency);
+        (latency, s.take_fault(endpoint), s.usage)
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -213,10 +218,7 @@ async fn handle(
             };
             return respond(reply, usage);
         }
-        Some(Fault::Throttle {
-            code,
-            regain_minutes,
-        }) => {
+        Some(Fault::ThrottleFor { code, regain }) => {
             let reply = Reply {
                 status: 400,
                 body: error_body(
@@ -225,7 +227,7 @@ async fn handle(
                     "(#80003) There have been too many calls to this ad-account. Wait a bit and try again.",
                     false,
                 ),
-                regain_minutes: Some(regain_minutes),
+                regain_minutes: Some(regain.as_secs_f64() / 60.0),
             };
             return respond(reply, Some((100, 100)));
         }
@@ -264,7 +266,7 @@ fn respond(reply: Reply, usage: Option<(u32, u32)>) -> Response {
     let headers = response.headers_mut();
     if let Some((app, business)) = usage {
         let app_usage = json!({"call_count": app, "total_cputime": app / 2, "total_time": app / 2});
-        let regain = reply.regain_minutes.unwrap_or(0);
+        let regain = reply.regain_minutes.unwrap_or(0.0);
         let buc = json!({"700800900": [{
             "type": "CUSTOM_AUDIENCE",
             "call_count": business,
@@ -421,7 +423,7 @@ fn debug_token(s: &State, params: &Params) -> Result<Reply, Reply> {
                 "app_id": APP_ID,
                 "type": "USER",
                 "application": "Fake app",
-                "data_access_expires_at": t.expires_at + 30 * 24 * 3600,
+                "data_access_expires_at": t.data_access_expires_at,
                 "expires_at": t.expires_at,
                 "is_valid": valid,
                 "issued_at": t.issued_at,
@@ -730,13 +732,34 @@ fn upload(s: &mut State, audience_id: &str, params: &Params, add: bool) -> Resul
                 receipts: Default::default(),
                 closed: false,
                 estimated_num_total: p.estimated_num_total,
+                started_at: tokio::time::Instant::now(),
+                expired: false,
+                requests: 0,
             });
+            rec.requests += 1;
             if rec.audience_id != audience_id {
                 return Err(err(
                     400,
                     100,
                     None,
                     "(#100) session_id is already used for another audience of this ad account",
+                ));
+            }
+            if rec.closed {
+                // every batch after the last one, a re-sent one too: nothing is stored again
+                return Err(err(
+                    400,
+                    2650,
+                    Some(1870159),
+                    "The upload session has already finished: it received its last batch",
+                ));
+            }
+            if rec.is_expired() {
+                return Err(err(
+                    400,
+                    2650,
+                    Some(1870158),
+                    "The upload session has timed out: its first batch is more than 90 minutes old",
                 ));
             }
             if rec.receipts.contains_key(&p.batch_seq) {
@@ -749,14 +772,6 @@ fn upload(s: &mut State, audience_id: &str, params: &Params, add: bool) -> Resul
                     "num_invalid_entries": i,
                     "invalid_entry_samples": {},
                 })));
-            }
-            if rec.closed {
-                return Err(err(
-                    400,
-                    100,
-                    None,
-                    "(#100) the upload session already received its last batch",
-                ));
             }
             rec.receipts
                 .insert(p.batch_seq, (num_received, num_invalid));

@@ -1,0 +1,378 @@
+//! One call: the limiter's slot, sending with the right credentials, decoding Graph errors
+//! (scrubbed of the call's secrets), and the shared retry policy around it.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use connector_resilience::{Attempt, Retry, contains_secret};
+use facebook_connector_core::domain::AdAccountId;
+use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tracing::{debug, warn};
+use url::Url;
+
+use super::{GraphClient, appsecret_proof};
+use crate::error::{ApiError, ErrorClass, GraphError, GraphErrorBody};
+use crate::usage::{Scope, parse_usage};
+
+/// The shortest timeout of one attempt, even when the call's budget is almost spent.
+const MIN_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Who a call authenticates as.
+#[derive(Clone, Copy)]
+pub(super) enum Auth<'a> {
+    /// A user token, with `appsecret_proof`.
+    User(&'a SecretString),
+    /// The app token `{app_id}|{app_secret}`.
+    App,
+    /// No `access_token` (the token exchange authenticates with the client secret).
+    Anonymous,
+}
+
+/// One call, re-sendable for retries.
+pub(super) struct Call<'a> {
+    pub(super) what: &'static str,
+    pub(super) method: Method,
+    pub(super) url: Url,
+    pub(super) params: Vec<(String, String)>,
+    pub(super) secret_params: Vec<(&'static str, &'a SecretString)>,
+    pub(super) auth: Auth<'a>,
+    /// The ad account whose custom-audience quota the call spends (audience creation and
+    /// uploads): its usage and throttles are tracked for that ad account.
+    pub(super) ad_account: Option<&'a AdAccountId>,
+    /// Retry 803 (an id that does not exist yet).
+    pub(super) retry_unknown_alias: bool,
+    /// Whether sending twice is harmless; otherwise only errors that prove the request was
+    /// not processed (throttling, policy block) are retried.
+    pub(super) idempotent: bool,
+}
+
+impl<'a> Call<'a> {
+    pub(super) fn new(what: &'static str, method: Method, url: Url, auth: Auth<'a>) -> Self {
+        Call {
+            what,
+            method,
+            url,
+            params: Vec::new(),
+            secret_params: Vec::new(),
+            auth,
+            ad_account: None,
+            retry_unknown_alias: false,
+            idempotent: true,
+        }
+    }
+
+    pub(super) fn param(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.params.push((key.to_owned(), value.into()));
+        self
+    }
+
+    pub(super) fn secret(mut self, key: &'static str, value: &'a SecretString) -> Self {
+        self.secret_params.push((key, value));
+        self
+    }
+
+    pub(super) fn for_ad_account(mut self, ad_account: &'a AdAccountId) -> Self {
+        self.ad_account = Some(ad_account);
+        self
+    }
+
+    fn account_key(&self) -> Option<&'a str> {
+        self.ad_account.map(AdAccountId::as_str)
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    error: GraphErrorBody,
+}
+
+impl GraphClient {
+    /// Every secret a call carries (for scrubbing what Facebook echoes back).
+    fn call_secrets<'c>(&'c self, call: &'c Call<'_>) -> Vec<&'c str> {
+        let mut secrets: Vec<&str> = call
+            .secret_params
+            .iter()
+            .map(|(_, v)| v.expose_secret())
+            .collect();
+        secrets.push(self.inner.cfg.app_secret.expose_secret());
+        match call.auth {
+            Auth::User(token) => secrets.push(token.expose_secret()),
+            Auth::App => secrets.push(self.inner.app_token.expose_secret()),
+            Auth::Anonymous => {}
+        }
+        secrets
+    }
+
+    async fn send_once(&self, call: &Call<'_>, timeout: Duration) -> Result<Vec<u8>, GraphError> {
+        let inner = &self.inner;
+        let mut pairs: Vec<(&str, &str)> = call
+            .params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        for (k, v) in &call.secret_params {
+            pairs.push((k, v.expose_secret()));
+        }
+        let proof;
+        match call.auth {
+            Auth::User(token) => {
+                proof = appsecret_proof(&inner.cfg.app_secret, token);
+                pairs.push(("access_token", token.expose_secret()));
+                pairs.push(("appsecret_proof", &proof));
+            }
+            Auth::App => pairs.push(("access_token", inner.app_token.expose_secret())),
+            Auth::Anonymous => {}
+        }
+        let mut request = inner
+            .http
+            .request(call.method.clone(), call.url.clone())
+            .timeout(timeout);
+        request = if call.method == Method::GET {
+            request.query(&pairs)
+        } else {
+            request.form(&pairs)
+        };
+        let response = request.send().await.map_err(GraphError::transport)?;
+        let status = response.status();
+        let usage = parse_usage(response.headers());
+        let trace_header = response
+            .headers()
+            .get("x-fb-trace-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response.bytes().await.map_err(GraphError::transport)?;
+        debug!(
+            call = call.what,
+            status = status.as_u16(),
+            usage_percent = usage.max_percent(),
+            "graph api answered"
+        );
+        let error = if status.is_success() {
+            None
+        } else {
+            Some(match serde_json::from_slice::<Envelope>(&body) {
+                Ok(mut env) => {
+                    if env.error.fbtrace_id.is_none() {
+                        env.error.fbtrace_id = trace_header;
+                    }
+                    GraphError::from_body(
+                        status.as_u16(),
+                        env.error,
+                        usage.regain_access,
+                        &self.call_secrets(call),
+                    )
+                }
+                Err(_) => GraphError::Http {
+                    status: status.as_u16(),
+                    fbtrace_id: trace_header,
+                },
+            })
+        };
+        // A throttle answer's usage figures (100%) add no pacing: its estimate is the wait.
+        if !error.as_ref().is_some_and(|e| e.class().is_throttle()) {
+            inner.limiter.observe(call.account_key(), &usage);
+        }
+        match error {
+            None => Ok(body.to_vec()),
+            Some(err) => Err(err),
+        }
+    }
+
+    /// The scope a throttle of `err` holds back, if any: app-level throttles (4, 341) the
+    /// app, the others the call's ad account (calls without one: none, the retry waits).
+    fn throttle_scope<'c>(&self, call: &Call<'c>, err: &GraphError) -> Option<Scope<'c>> {
+        match (err.class(), err.code()) {
+            (ErrorClass::Throttled, Some(4 | 341)) => Some(Scope::App),
+            (ErrorClass::Throttled | ErrorClass::PolicyBlock, _) => {
+                call.account_key().map(Scope::AdAccount)
+            }
+            _ => None,
+        }
+    }
+
+    /// Facebook's wait for a throttle-like error with a usable estimate (a zero estimate is
+    /// none: retry soon).
+    fn throttle_wait(&self, err: &GraphError) -> Option<Duration> {
+        match err.class() {
+            ErrorClass::Throttled => err.retry_after().filter(|w| !w.is_zero()),
+            ErrorClass::PolicyBlock => Some(self.inner.cfg.policy_block_wait),
+            _ => None,
+        }
+    }
+
+    /// How `err` is retried inside the client.
+    fn retry_class(&self, call: &Call<'_>, err: &GraphError) -> Retry {
+        if matches!(err, GraphError::Deferred { .. }) {
+            // the limiter's slot is beyond the budget: nothing to retry here
+            return Retry::Never;
+        }
+        match err.class() {
+            ErrorClass::Throttled | ErrorClass::PolicyBlock => match self.throttle_wait(err) {
+                // the limiter now blocks the scope: the next attempt's slot is the wait, and
+                // concurrent callers of the scope take consecutive slots
+                Some(_) if self.throttle_scope(call, err).is_some() => Retry::After(Duration::ZERO),
+                Some(wait) => Retry::After(wait),
+                None => Retry::Backoff,
+            },
+            ErrorClass::UpdateInProgress => Retry::Backoff,
+            ErrorClass::Transient if call.idempotent => Retry::Backoff,
+            ErrorClass::UnknownAlias if call.retry_unknown_alias => Retry::Backoff,
+            _ => Retry::Never,
+        }
+    }
+
+    /// One attempt: the limiter's slot (or [`GraphError::Deferred`] when it is beyond the
+    /// budget), the request, and the throttle it may report.
+    async fn attempt(&self, call: &Call<'_>, attempt: Attempt) -> Result<Vec<u8>, GraphError> {
+        let pause = self
+            .inner
+            .limiter
+            .reserve(call.account_key(), attempt.remaining)
+            .map_err(|wait| {
+                warn!(
+                    call = call.what,
+                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    "graph api usage limit reached, not calling now"
+                );
+                GraphError::Deferred { wait }
+            })?;
+        if !pause.is_zero() {
+            debug!(
+                call = call.what,
+                wait_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
+                "waiting for the limiter's slot"
+            );
+            tokio::time::sleep(pause).await;
+        }
+        let left = Attempt {
+            remaining: attempt.remaining.saturating_sub(pause),
+            ..attempt
+        };
+        let timeout = left.timeout(self.inner.cfg.timeout, MIN_ATTEMPT_TIMEOUT);
+        let result = self.send_once(call, timeout).await;
+        if let Err(err) = &result
+            && let (Some(scope), Some(wait)) =
+                (self.throttle_scope(call, err), self.throttle_wait(err))
+        {
+            self.inner.limiter.block_for(scope, wait);
+        }
+        result
+    }
+
+    /// Sends `call` under the limiter and the retry policy. A wait that does not fit in the
+    /// policy's budget is not taken: the error carries it as [`GraphError::retry_after`].
+    pub(super) async fn execute(&self, call: &Call<'_>) -> Result<Vec<u8>, GraphError> {
+        // The last throttle Facebook answered: when the retry after it finds its scope's slot
+        // beyond the budget, that throttle (code, trace id, texts) is the error to report.
+        let last_throttle: Mutex<Option<Box<ApiError>>> = Mutex::new(None);
+        let outcome = self
+            .inner
+            .cfg
+            .retry
+            .run(
+                call.what,
+                |err| self.retry_class(call, err),
+                |attempt| {
+                    let last_throttle = &last_throttle;
+                    async move {
+                        let result = self.attempt(call, attempt).await;
+                        if let Err(GraphError::Api(api)) = &result
+                            && result.as_ref().is_err_and(|e| e.class().is_throttle())
+                        {
+                            *lock(last_throttle) = Some(api.clone());
+                        }
+                        result
+                    }
+                },
+            )
+            .await;
+        outcome.map_err(|gave_up| {
+            let mut error = gave_up.error;
+            let mut wait = gave_up.wait;
+            if let GraphError::Deferred { wait: slot } = &error
+                && let Some(api) = lock(&last_throttle).take()
+            {
+                wait = Some(*slot);
+                error = GraphError::Api(api);
+            }
+            // the policy's next wait, or Facebook's own when longer (a throttle that held the
+            // scope back retried "at once": the limiter's block is the real wait)
+            let wait = wait.max(self.throttle_wait(&error));
+            let err = error.with_retry_wait(wait);
+            debug!(
+                call = call.what,
+                attempts = gave_up.attempts,
+                code = err.code(),
+                subcode = err.subcode(),
+                fbtrace_id = err.fbtrace_id(),
+                class = ?err.class(),
+                "graph api call failed"
+            );
+            err
+        })
+    }
+
+    /// [`GraphClient::execute`] and JSON decoding of the answer.
+    pub(super) async fn fetch<T: DeserializeOwned>(
+        &self,
+        call: &Call<'_>,
+    ) -> Result<T, GraphError> {
+        let body = self.execute(call).await?;
+        serde_json::from_slice(&body).map_err(|e| {
+            // the parser's message can quote the response (paging links carry the token)
+            let quotes_secret = contains_secret(&e.to_string(), &self.call_secrets(call));
+            GraphError::Decode {
+                what: call.what,
+                source: (!quotes_secret).then_some(e),
+            }
+        })
+    }
+
+    /// A call for a `paging.next` link: same auth, the link's query without its token.
+    pub(super) fn follow<'a>(&self, call: Call<'a>, next: &str) -> Result<Call<'a>, GraphError> {
+        let url = Url::parse(next).map_err(|_| GraphError::ForeignPagingLink)?;
+        let root = &self.inner.root;
+        if url.scheme() != root.scheme()
+            || url.host_str() != root.host_str()
+            || url.port_or_known_default() != root.port_or_known_default()
+        {
+            return Err(GraphError::ForeignPagingLink);
+        }
+        let params: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != "access_token" && k != "appsecret_proof")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let mut bare = url;
+        bare.set_query(None);
+        bare.set_fragment(None);
+        Ok(Call {
+            url: bare,
+            params,
+            ..call
+        })
+    }
+
+    /// Decodes a batch answer's Graph error, scrubbing the app token.
+    pub(super) fn batch_error(&self, status: u16, body: Option<&str>) -> GraphError {
+        match body.and_then(|b| serde_json::from_str::<Envelope>(b).ok()) {
+            Some(env) => GraphError::from_body(
+                status,
+                env.error,
+                None,
+                &[self.inner.app_token.expose_secret()],
+            ),
+            None => GraphError::Http {
+                status,
+                fbtrace_id: None,
+            },
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
