@@ -135,7 +135,13 @@ impl GraphClient {
         } else {
             request.form(&pairs)
         };
-        let response = request.send().await.map_err(GraphError::transport)?;
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                count_error_answer(ErrorClass::Transient);
+                return Err(GraphError::transport(e));
+            }
+        };
         let status = response.status();
         let usage = parse_usage(response.headers());
         let trace_header = response
@@ -171,6 +177,9 @@ impl GraphClient {
                 },
             })
         };
+        if let Some(err) = &error {
+            count_error_answer(err.class());
+        }
         // A throttle answer's usage figures (100%) add no pacing: its estimate is the wait.
         if !error.as_ref().is_some_and(|e| e.class().is_throttle()) {
             inner.limiter.observe(call.account_key(), &usage);
@@ -252,6 +261,11 @@ impl GraphClient {
             ..attempt
         };
         let timeout = left.timeout(self.inner.cfg.timeout, MIN_ATTEMPT_TIMEOUT);
+        if attempt.number > 1 && call.what == "add_members" {
+            // the same batch sent again (operations.md: re-sends of a batch)
+            metrics::counter!("facebook_connector_batches_total", "outcome" => "retried")
+                .increment(1);
+        }
         let result = self.send_once(call, timeout).await;
         if let Err(err) = &result
             && let (Some(scope), Some(wait)) =
@@ -371,6 +385,20 @@ impl GraphClient {
             },
         }
     }
+}
+
+/// `facebook_connector_facebook_errors_total{class}` (operations.md): every error answer from
+/// Facebook, those retried here included; a call that got no answer counts as transient.
+fn count_error_answer(class: ErrorClass) {
+    let label = match class {
+        ErrorClass::InvalidToken => "invalid_token",
+        ErrorClass::Permission => "permission",
+        ErrorClass::Transient => "transient",
+        ErrorClass::Throttled | ErrorClass::UpdateInProgress => "throttled",
+        ErrorClass::PolicyBlock => "policy",
+        _ => "bad_request",
+    };
+    metrics::counter!("facebook_connector_facebook_errors_total", "class" => label).increment(1);
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
