@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use facebook_connector_core::domain::RecordFormat;
+use facebook_connector_host::{DatabaseArgs, LogArgs};
 
 use crate::records;
+use crate::run::RunArgs;
 
 /// Delivers Narrative marketplace audience data to Facebook Custom Audiences.
 #[derive(Debug, Parser)]
@@ -14,10 +16,19 @@ use crate::records;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the delivery daemon: follow the feed, deliver files, serve metrics
+    ///
+    /// Needs TOKEN_ENCRYPTION_KEYS, FACEBOOK_APP_ID, FACEBOOK_APP_SECRET,
+    /// NARRATIVE_API_CLIENT_ID and NARRATIVE_API_CLIENT_SECRET (or their flags). SIGTERM or
+    /// SIGINT stops claiming, lets in-flight batches finish and checkpoint (at most 30 s),
+    /// hands unfinished jobs back to the queue and exits 0.
+    Run(Box<RunArgs>),
     /// Print each record as the audience member it becomes (one JSON line per record)
     ///
     /// Each line holds the member's keys and final values (hashed where Facebook expects a
@@ -33,21 +44,12 @@ enum Command {
         #[command(flatten)]
         input: InputArgs,
         /// Members per batch (1..=10000).
-        #[arg(long, default_value_t = 10_000,
+        #[arg(long, env = "BATCH_SIZE", default_value_t = 10_000,
               value_parser = clap::value_parser!(u64).range(1..=10_000))]
         batch_size: u64,
     },
     /// Apply the database migrations (safe to repeat; refuses a newer schema)
-    Migrate {
-        /// Database URL: `postgres://…` or `sqlite://path?mode=rwc` (the embedded default).
-        #[arg(
-            long,
-            env = "DB_URL",
-            default_value = "sqlite://facebook-connector.db?mode=rwc",
-            hide_env_values = true
-        )]
-        database_url: String,
-    },
+    Migrate(DatabaseArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -78,7 +80,10 @@ impl From<Format> for RecordFormat {
 /// Runs the command line and turns the outcome into an exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    facebook_connector_host::logging::init(cli.log.log_format);
     let outcome = match cli.command {
+        Command::Run(args) => return crate::run::main(&args),
+        Command::Migrate(database) => return facebook_connector_host::migrate::run(&database),
         Command::Parse(input) => records::parse(input.file.as_deref(), input.format.into()),
         Command::Payload { input, batch_size } => records::payload(
             input.file.as_deref(),
@@ -86,7 +91,6 @@ pub fn main() -> ExitCode {
             // range-checked by clap to 1..=10000
             usize::try_from(batch_size).unwrap_or(facebook_connector_core::payload::MAX_BATCH_SIZE),
         ),
-        Command::Migrate { database_url } => crate::migrate::run(&database_url),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

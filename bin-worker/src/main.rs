@@ -1,11 +1,7 @@
-//! `facebook-connector-worker`: the delivery daemon's host and its operator commands.
-
-mod cli;
-mod migrate;
-mod records;
+//! `facebook-connector-worker`: see the library crate.
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    cli::main()
+    facebook_connector_worker::cli::main()
 }
