@@ -64,8 +64,12 @@ use facebook_connector_core::ports::{CommandStore, JobQueue, ProfileStore, Setti
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+#[cfg(any(test, feature = "testkit"))]
 pub use backend::postgres::SqlStore as PgStore;
+#[cfg(any(test, feature = "testkit"))]
 pub use backend::sqlite::SqlStore as SqliteStore;
+#[cfg(not(any(test, feature = "testkit")))]
+use backend::{postgres::SqlStore as PgStore, sqlite::SqlStore as SqliteStore};
 pub use cipher::TokenKeyring;
 pub use error::{StoreError, StoreResult};
 pub use schema::SchemaStatus;
@@ -298,7 +302,8 @@ impl Store {
         }
     }
 
-    /// The PostgreSQL store, when that is the backend (for tests and tools).
+    /// The PostgreSQL store, when that is the backend (feature `testkit`).
+    #[cfg(any(test, feature = "testkit"))]
     pub fn as_postgres(&self) -> Option<&PgStore> {
         match &self.inner {
             Inner::Postgres(s) => Some(s),
@@ -306,7 +311,8 @@ impl Store {
         }
     }
 
-    /// The SQLite store, when that is the backend (for tests and tools).
+    /// The SQLite store, when that is the backend (feature `testkit`).
+    #[cfg(any(test, feature = "testkit"))]
     pub fn as_sqlite(&self) -> Option<&SqliteStore> {
         match &self.inner {
             Inner::Postgres(_) => None,

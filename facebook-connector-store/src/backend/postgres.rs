@@ -1,9 +1,10 @@
 //! The storage ports on PostgreSQL: many workers (processes) on one database. Claims use
 //! `FOR UPDATE SKIP LOCKED`, so concurrent claimers never wait for nor take the same job.
 
-use time::UtcOffset;
+use time::{OffsetDateTime, UtcOffset};
 
 use crate::codec::truncate_micros;
+use crate::error::StoreResult;
 
 type Db = sqlx::Postgres;
 type DbPool = sqlx::PgPool;
@@ -49,14 +50,32 @@ const MIGRATIONS_TABLE_EXISTS: &str =
     "SELECT 1::int8 WHERE to_regclass('_sqlx_migrations') IS NOT NULL";
 
 /// Asks for a statement's query plan, one line a row.
+#[cfg(any(test, feature = "testkit"))]
 const EXPLAIN: &str = "EXPLAIN";
 
 /// The text of one line of a query plan.
+#[cfg(any(test, feature = "testkit"))]
 fn plan_line(row: &DbRow) -> StoreResult<String> {
-    get(row, "QUERY PLAN")
+    rows::get(row, "QUERY PLAN")
 }
 
 /// This binary's PostgreSQL migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
-include!("shared.rs");
+// The ports, written once for both backends: every file below is also a module of the other
+// backend (see `backend/mod.rs`), compiled against this module's items.
+#[macro_use]
+#[path = "shared/rows.rs"]
+mod rows;
+#[path = "shared/commands.rs"]
+mod commands;
+#[path = "shared/jobs.rs"]
+mod jobs;
+#[path = "shared/profiles.rs"]
+mod profiles;
+#[path = "shared/settings.rs"]
+mod settings;
+#[path = "shared/store.rs"]
+mod store;
+
+pub use store::SqlStore;

@@ -2,7 +2,10 @@
 //! many tasks). Every write runs in a `BEGIN IMMEDIATE` transaction, so writers queue on the
 //! database lock (WAL mode, busy timeout) instead of failing on a lock upgrade.
 
+use time::OffsetDateTime;
+
 use crate::codec::{from_unix_micros, unix_micros};
+use crate::error::StoreResult;
 
 type Db = sqlx::Sqlite;
 type DbPool = sqlx::SqlitePool;
@@ -45,21 +48,41 @@ const MIGRATIONS_TABLE_EXISTS: &str =
     "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'";
 
 /// Asks for a statement's query plan, one step a row.
+#[cfg(any(test, feature = "testkit"))]
 const EXPLAIN: &str = "EXPLAIN QUERY PLAN";
 
 /// The text of one step of a query plan.
+#[cfg(any(test, feature = "testkit"))]
 fn plan_line(row: &DbRow) -> StoreResult<String> {
-    get(row, "detail")
+    rows::get(row, "detail")
 }
 
 /// This binary's SQLite migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
-include!("shared.rs");
+// The ports, written once for both backends: every file below is also a module of the other
+// backend (see `backend/mod.rs`), compiled against this module's items.
+#[macro_use]
+#[path = "shared/rows.rs"]
+mod rows;
+#[path = "shared/commands.rs"]
+mod commands;
+#[path = "shared/jobs.rs"]
+mod jobs;
+#[path = "shared/profiles.rs"]
+mod profiles;
+#[path = "shared/settings.rs"]
+mod settings;
+#[path = "shared/store.rs"]
+mod store;
+
+pub use store::SqlStore;
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
 
     use super::*;
     use crate::{Store, StoreOptions};
