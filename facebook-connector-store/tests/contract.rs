@@ -2,6 +2,7 @@
 //! database. PostgreSQL is `DATABASE_URL` or `postgres://postgres@127.0.0.1:5432/postgres`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use std::collections::{HashMap, HashSet};
@@ -58,32 +59,6 @@ fn counters(n: u64) -> DeliveryCounters {
         facebook_received: n - 3,
         facebook_invalid: 0,
     }
-}
-
-/// Generates one test per backend for each contract function.
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = crate::common::TestDb::postgres().await;
-                    super::$name(&db).await;
-                    crate::common::assert_stats_match_rows(&db).await;
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = crate::common::TestDb::sqlite().await;
-                    super::$name(&db).await;
-                    crate::common::assert_stats_match_rows(&db).await;
-                }
-            )*
-        }
-    };
 }
 
 contract!(
@@ -1004,7 +979,7 @@ async fn newer_schema_is_refused(db: &TestDb) {
     again.close().await;
 
     // a newer binary migrated this database
-    sqlx_exec(
+    common::sqlx_exec(
         db,
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
          VALUES (29990101000000, 'from the future', TRUE, '\\x00', 1)",
@@ -1034,14 +1009,6 @@ async fn newer_schema_is_refused(db: &TestDb) {
     ));
 }
 
-async fn sqlx_exec(db: &TestDb, postgres: &'static str, sqlite: &'static str) {
-    if let Some(pg) = db.store.as_postgres() {
-        sqlx::query(postgres).execute(pg.pool()).await.unwrap();
-    } else if let Some(lite) = db.store.as_sqlite() {
-        sqlx::query(sqlite).execute(lite.pool()).await.unwrap();
-    }
-}
-
 async fn claim_uses_the_claimable_index(db: &TestDb) {
     // many finished jobs and a few runnable ones
     let commands = db.store.commands();
@@ -1049,7 +1016,7 @@ async fn claim_uses_the_claimable_index(db: &TestDb) {
         .record_event(Revision(1), Some(command(1, profile_id(1), 2, 3)), t0())
         .await
         .unwrap();
-    sqlx_exec(
+    common::sqlx_exec(
         db,
         "INSERT INTO jobs (id, revision, position, profile_id, settings_id, file, status, \
          attempts, max_attempts, run_at, due_at, lease_generation, counters, created_at, \
@@ -1064,7 +1031,7 @@ async fn claim_uses_the_claimable_index(db: &TestDb) {
          j.updated_at FROM g, (SELECT * FROM jobs LIMIT 1) j",
     )
     .await;
-    sqlx_exec(db, "ANALYZE jobs", "ANALYZE").await;
+    common::sqlx_exec(db, "ANALYZE jobs", "ANALYZE").await;
     let plan = if let Some(pg) = db.store.as_postgres() {
         pg.explain_claim().await.unwrap()
     } else {
@@ -1298,7 +1265,7 @@ async fn stats_read_no_finished_job(db: &TestDb) {
         .unwrap();
     // finished jobs inserted behind the store's back are counted too (the triggers see every
     // write), and so are their removal and a change of state
-    sqlx_exec(
+    common::sqlx_exec(
         db,
         "INSERT INTO jobs (id, revision, position, profile_id, settings_id, file, status, \
          attempts, max_attempts, run_at, due_at, lease_generation, counters, created_at, \
@@ -1316,10 +1283,10 @@ async fn stats_read_no_finished_job(db: &TestDb) {
     )
     .await;
     let delete = "DELETE FROM jobs WHERE position IN (20, 21)";
-    sqlx_exec(db, delete, delete).await;
+    common::sqlx_exec(db, delete, delete).await;
     let update = "UPDATE jobs SET status = 'delivered' WHERE position = 30";
-    sqlx_exec(db, update, update).await;
-    sqlx_exec(db, "ANALYZE jobs", "ANALYZE").await;
+    common::sqlx_exec(db, update, update).await;
+    common::sqlx_exec(db, "ANALYZE jobs", "ANALYZE").await;
     let plan = if let Some(pg) = db.store.as_postgres() {
         pg.explain_stats().await.unwrap()
     } else {

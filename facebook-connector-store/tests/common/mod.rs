@@ -1,6 +1,33 @@
 //! Fresh databases for tests: a uniquely named PostgreSQL database (dropped afterwards, also
 //! when the test panics) or an SQLite file in a temporary directory.
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unused_macros)]
+
+/// Generates one test per backend for each contract function `name(&TestDb)` of the including
+/// test file (declare `#[macro_use] mod common;`).
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = crate::common::TestDb::postgres().await;
+                    super::$name(&db).await;
+                    crate::common::assert_stats_match_rows(&db).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = crate::common::TestDb::sqlite().await;
+                    super::$name(&db).await;
+                    crate::common::assert_stats_match_rows(&db).await;
+                }
+            )*
+        }
+    };
+}
 
 use facebook_connector_core::domain::{
     AdAccount, AdAccountId, Business, BusinessId, CompanyId, DeliveryEvent, DeliveryState,
@@ -234,4 +261,84 @@ pub async fn assert_stats_match_rows(db: &TestDb) {
         ),
         "stats() disagrees with the job rows"
     );
+}
+
+/// Runs a statement on the test database, in its PostgreSQL or SQLite spelling.
+pub async fn sqlx_exec(db: &TestDb, postgres: &'static str, sqlite: &'static str) {
+    if let Some(pg) = db.store.as_postgres() {
+        sqlx::query(postgres).execute(pg.pool()).await.unwrap();
+    } else if let Some(lite) = db.store.as_sqlite() {
+        sqlx::query(sqlite).execute(lite.pool()).await.unwrap();
+    }
+}
+
+/// The JSON a job's `column` holds, as the database stores it.
+pub async fn job_json(db: &TestDb, column: &str, job: JobId) -> serde_json::Value {
+    let sql = format!("SELECT CAST({column} AS TEXT) FROM jobs WHERE id = $1");
+    let text: Option<String> = if let Some(pg) = db.store.as_postgres() {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(job.0)
+            .fetch_one(pg.pool())
+            .await
+            .unwrap()
+    } else {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(job.0)
+            .fetch_one(db.store.as_sqlite().unwrap().pool())
+            .await
+            .unwrap()
+    };
+    text.map_or(serde_json::Value::Null, |t| {
+        serde_json::from_str(&t).unwrap()
+    })
+}
+
+/// Overwrites a job's JSON `column` with `json`, behind the store's back (a row written by an
+/// earlier release).
+pub async fn set_job_json(db: &TestDb, column: &str, job: JobId, json: &str) {
+    let value: serde_json::Value = serde_json::from_str(json).unwrap();
+    let sql = format!("UPDATE jobs SET {column} = $1 WHERE id = $2");
+    let updated = if let Some(pg) = db.store.as_postgres() {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(sqlx::types::Json(value))
+            .bind(job.0)
+            .execute(pg.pool())
+            .await
+            .unwrap()
+            .rows_affected()
+    } else {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(sqlx::types::Json(value))
+            .bind(job.0)
+            .execute(db.store.as_sqlite().unwrap().pool())
+            .await
+            .unwrap()
+            .rows_affected()
+    };
+    assert_eq!(updated, 1);
+}
+
+/// The JSON of a command's event, as the database stores it.
+pub async fn event_json(db: &TestDb, revision: Revision) -> serde_json::Value {
+    let sql = "SELECT CAST(event AS TEXT) FROM commands WHERE revision = $1";
+    let rev = i64::try_from(revision.0).unwrap();
+    let text: String = if let Some(pg) = db.store.as_postgres() {
+        sqlx::query_scalar(sql)
+            .bind(rev)
+            .fetch_one(pg.pool())
+            .await
+            .unwrap()
+    } else {
+        sqlx::query_scalar(sql)
+            .bind(rev)
+            .fetch_one(db.store.as_sqlite().unwrap().pool())
+            .await
+            .unwrap()
+    };
+    serde_json::from_str(&text).unwrap()
+}
+
+/// `literal` parsed, for comparing with what the database holds (key order aside).
+pub fn json(literal: &str) -> serde_json::Value {
+    serde_json::from_str(literal).unwrap()
 }
