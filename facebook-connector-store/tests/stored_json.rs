@@ -13,15 +13,16 @@ use std::time::Duration;
 
 use common::{TestDb, at, event_json, job_json, json, profile_id, set_job_json};
 use facebook_connector_core::domain::{
-    AudienceId, Checkpoint, ConnectionId, DatasetId, DeliveryCounters, DeliveryEvent, FileName,
-    FileRef, JobId, NewCommand, NewJob, QuickSettings, Revision, SettingsId, SnapshotId,
-    SubscriptionId, TransactionBatchId, WorkerId,
+    AudienceId, Checkpoint, Claim, ClaimedJob, ConnectionId, DatasetId, DeliveryCounters,
+    DeliveryEvent, FileName, FileRef, JobId, NewCommand, NewJob, QuickSettings, Received, Revision,
+    SettingsId, SnapshotId, SubscriptionId, TransactionBatchId, WorkerId,
 };
 
 contract!(
     file_refs_keep_their_shape,
     counters_keep_their_shape,
     checkpoints_keep_their_shape,
+    token_meta_keeps_its_shape,
     events_keep_their_shape,
 );
 
@@ -80,6 +81,20 @@ async fn record(
         .await
         .unwrap();
     ids
+}
+
+/// Claims the only queued job.
+async fn claim(db: &TestDb) -> ClaimedJob {
+    let claim = db
+        .store
+        .jobs()
+        .claim(&WorkerId("w".into()), Duration::from_secs(30), at(1))
+        .await
+        .unwrap();
+    match claim {
+        Claim::Job(claimed) => *claimed,
+        Claim::Idle { .. } => panic!("nothing to claim"),
+    }
 }
 
 fn delivery(quick_settings: QuickSettings) -> DeliveryEvent {
@@ -169,11 +184,7 @@ async fn counters_keep_their_shape(db: &TestDb) {
         "a new file's counters"
     );
     let jobs = db.store.jobs();
-    let claimed = jobs
-        .claim(&WorkerId("w".into()), Duration::from_secs(30), at(1))
-        .await
-        .unwrap()
-        .unwrap();
+    let claimed = claim(db).await;
     jobs.complete(&claimed.lease, &counters(), at(2))
         .await
         .unwrap();
@@ -203,26 +214,76 @@ async fn checkpoints_keep_their_shape(db: &TestDb) {
         serde_json::Value::Null
     );
     let jobs = db.store.jobs();
-    let claimed = jobs
-        .claim(&WorkerId("w".into()), Duration::from_secs(30), at(1))
-        .await
-        .unwrap()
-        .unwrap();
+    let claimed = claim(db).await;
     let checkpoint = Checkpoint {
         session_id: 4_611_686_018_427_387_905,
+        session_index: 1,
+        session_started_at: Some(at(5)),
         batches_acknowledged: 3,
         counters: counters(),
+        session_totals: Received {
+            received: 4,
+            invalid: 1,
+        },
+        earlier_sessions: Received {
+            received: 2,
+            invalid: 0,
+        },
     };
-    jobs.checkpoint(&claimed.lease, &checkpoint).await.unwrap();
+    jobs.checkpoint(&claimed.lease, &checkpoint, Duration::from_secs(30), at(6))
+        .await
+        .unwrap();
     let stored = format!(
-        r#"{{"session_id": 4611686018427387905, "batches_acknowledged": 3, "counters": {COUNTERS}}}"#
+        r#"{{"session_id": 4611686018427387905, "session_index": 1,
+            "session_started_at": "2025-03-01T12:00:05Z", "batches_acknowledged": 3,
+            "counters": {COUNTERS}, "session_totals": {{"received": 4, "invalid": 1}},
+            "earlier_sessions": {{"received": 2, "invalid": 0}}}}"#
     );
     assert_eq!(job_json(db, "checkpoint", ids[0]).await, json(&stored));
-
     set_job_json(db, "checkpoint", ids[0], &stored).await;
     assert_eq!(
         jobs.get_job(ids[0]).await.unwrap().unwrap().checkpoint,
         Some(checkpoint)
+    );
+
+    // a checkpoint as the first release wrote it (before sessions were numbered and totals
+    // kept) still decodes: the fields added later take their defaults
+    let first_release = format!(
+        r#"{{"session_id": 4611686018427387905, "batches_acknowledged": 3,
+            "counters": {COUNTERS}}}"#
+    );
+    set_job_json(db, "checkpoint", ids[0], &first_release).await;
+    assert_eq!(
+        jobs.get_job(ids[0]).await.unwrap().unwrap().checkpoint,
+        Some(Checkpoint {
+            session_id: 4_611_686_018_427_387_905,
+            session_index: 0,
+            session_started_at: None,
+            batches_acknowledged: 3,
+            counters: counters(),
+            session_totals: Received::default(),
+            earlier_sessions: Received::default(),
+        })
+    );
+}
+
+async fn token_meta_keeps_its_shape(db: &TestDb) {
+    let profiles = db.store.profiles();
+    let p = common::profile(1, 7, at(0));
+    profiles.insert_profile(&p).await.unwrap();
+    let sql = "SELECT CAST(token_scopes AS TEXT) FROM profiles";
+    let scopes: String = if let Some(pg) = db.store.as_postgres() {
+        sqlx::query_scalar(sql).fetch_one(pg.pool()).await.unwrap()
+    } else {
+        let lite = db.store.as_sqlite().unwrap();
+        sqlx::query_scalar(sql)
+            .fetch_one(lite.pool())
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&scopes).unwrap(),
+        json(r#"["ads_management", "business_management"]"#)
     );
 }
 

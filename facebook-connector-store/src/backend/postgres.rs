@@ -27,13 +27,21 @@ async fn begin_write(
     pool.begin().await
 }
 
-/// The oldest due job (queued and runnable, or running with an expired lease) of a profile
-/// that does not need re-authorisation. Served by the partial index `jobs_claimable_idx`.
-const CLAIM_SELECT: &str = "SELECT j.id, j.status, j.attempts, j.max_attempts FROM jobs j \
-     WHERE j.status IN ('queued', 'running') AND j.due_at <= $1 \
-     AND NOT EXISTS (SELECT 1 FROM profiles p WHERE p.id = j.profile_id \
-     AND p.delivery_state = 'needs_reauth') \
-     ORDER BY j.due_at, j.id LIMIT 1 FOR UPDATE OF j SKIP LOCKED";
+/// The row lock a claim takes on the job it picks: concurrent claimers skip a job another one
+/// holds instead of waiting for it (and never take the same job).
+macro_rules! claim_lock {
+    () => {
+        " FOR UPDATE SKIP LOCKED"
+    };
+}
+
+/// Forces a claim's walk over the profiles with unfinished jobs onto `jobs_profile_due_idx`:
+/// PostgreSQL's planner already prefers the partial index, nothing to add.
+macro_rules! by_profile_due {
+    () => {
+        ""
+    };
+}
 
 const SETTINGS_SELECT_FOR_UPDATE: &str = "SELECT audience_id, claim_owner, claim_until, \
      created_at, updated_at FROM settings WHERE id = $1 FOR UPDATE";

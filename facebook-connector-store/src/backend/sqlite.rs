@@ -27,14 +27,22 @@ async fn begin_write(
     pool.begin_with("BEGIN IMMEDIATE").await
 }
 
-/// The oldest due job (queued and runnable, or running with an expired lease) of a profile
-/// that does not need re-authorisation. Served by the partial index `jobs_claimable_idx`;
-/// the immediate transaction makes select-then-update atomic.
-const CLAIM_SELECT: &str = "SELECT j.id, j.status, j.attempts, j.max_attempts FROM jobs j \
-     WHERE j.status IN ('queued', 'running') AND j.due_at <= $1 \
-     AND NOT EXISTS (SELECT 1 FROM profiles p WHERE p.id = j.profile_id \
-     AND p.delivery_state = 'needs_reauth') \
-     ORDER BY j.due_at, j.id LIMIT 1";
+/// The row lock a claim takes on the job it picks: none, the immediate transaction already
+/// serialises claimers.
+macro_rules! claim_lock {
+    () => {
+        ""
+    };
+}
+
+/// Forces a claim's walk over the profiles with unfinished jobs onto `jobs_profile_due_idx`:
+/// left to itself SQLite prefers the covering `jobs_profile_status_idx`, whose entries of
+/// finished jobs the walk would then step over one by one.
+macro_rules! by_profile_due {
+    () => {
+        " INDEXED BY jobs_profile_due_idx"
+    };
+}
 
 const SETTINGS_SELECT_FOR_UPDATE: &str = "SELECT audience_id, claim_owner, claim_until, \
      created_at, updated_at FROM settings WHERE id = $1";

@@ -32,7 +32,7 @@ macro_rules! contract {
 use facebook_connector_core::domain::{
     AdAccount, AdAccountId, Business, BusinessId, CompanyId, DeliveryEvent, DeliveryState,
     EncryptedToken, FacebookUser, FacebookUserId, FileName, FileRef, JobId, NewCommand, NewJob,
-    ProfileId, QuickSettings, Revision, SettingsId, StoredProfile,
+    ProfileId, QuickSettings, Revision, SettingsId, StoredProfile, TokenMeta,
 };
 use facebook_connector_store::{Store, StoreOptions};
 use sqlx::Connection as _;
@@ -181,7 +181,12 @@ pub fn profile(n: u128, company: i64, created: OffsetDateTime) -> StoredProfile 
         },
         audience: None,
         token: EncryptedToken(format!("k1:ciphertext-{n}")),
-        token_issued_at: Some(created),
+        token_meta: TokenMeta {
+            issued_at: Some(created),
+            expires_at: Some(created + time::Duration::days(60)),
+            data_access_expires_at: Some(created + time::Duration::days(90)),
+            scopes: vec!["ads_management".into(), "business_management".into()],
+        },
         facebook_user: FacebookUser {
             id: FacebookUserId::new("555").unwrap(),
             name: "Ann".into(),

@@ -26,20 +26,22 @@ impl SqlStore {
         command: Option<NewCommand>,
         now: OffsetDateTime,
     ) -> StoreResult<RecordOutcome> {
+        if let Some(command) = &command
+            && command.revision != revision
+        {
+            return Err(StoreError::Invariant {
+                what: format!(
+                    "command revision {} differs from event revision {revision}",
+                    command.revision
+                ),
+            });
+        }
         let rev = revision_to_db(revision)?;
         let mut tx = begin_write(&self.pool)
             .await
             .map_err(StoreError::query("begin record event"))?;
         let recorded_command = command.is_some();
         if let Some(command) = command {
-            if command.revision != revision {
-                return Err(StoreError::Conflict {
-                    what: format!(
-                        "command revision {} differs from event revision {revision}",
-                        command.revision
-                    ),
-                });
-            }
             let profile_id = command.settings_id.profile_id();
             let inserted = sqlx::query(
                 "INSERT INTO commands (revision, event, settings_id, profile_id, created_at, \
@@ -84,7 +86,9 @@ impl SqlStore {
                 .bind(Json(DeliveryCounters::default()))
                 .execute(&mut *tx)
                 .await
-                .map_err(StoreError::query("enqueue job"))?;
+                .map_err(StoreError::unique("enqueue job", || {
+                    format!("job {}", job.id)
+                }))?;
             }
         }
         let moved = sqlx::query(

@@ -1,23 +1,22 @@
-//! [`JobQueue`]: claims, leases and every job transition.
+//! [`JobQueue`]: fair claims, leases, renewals, throttles and every job transition.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use facebook_connector_core::Result;
 use facebook_connector_core::domain::{
-    Checkpoint, ClaimedJob, DeliveryCounters, Job, JobId, Lease, QueueStats, RetryOutcome,
-    Revision, WorkerId,
+    AdAccountId, Checkpoint, Claim, ClaimedJob, DeliveryCounters, Job, JobId, Lease, ProfileState,
+    QueueStats, Renewal, RetryOutcome, Revision, WorkerId,
 };
 use facebook_connector_core::ports::{JobFilter, JobQueue};
 use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::rows::{DbArguments, JobRow, get, job_from_row};
+use super::rows::{DbArguments, JobRow, get, job_from_row, opt_ts};
 use super::store::SqlStore;
 use super::{
-    CLAIM_SELECT, Db, DbRow, LOCK_PROFILE_OF_JOB, LOCK_PROFILE_OF_REVISION, Ts, begin_write,
-    from_ts, ts,
+    Db, DbRow, LOCK_PROFILE_OF_JOB, LOCK_PROFILE_OF_REVISION, Ts, begin_write, from_ts, ts,
 };
 use crate::codec::{self, LEASE_EXPIRED_LAST_ATTEMPT, add, revision_to_db, u64_from_db, u64_to_db};
 use crate::error::{StoreError, StoreResult};
@@ -37,6 +36,67 @@ pub(super) const STATS_SELECT: &str = "SELECT \
      COALESCE((SELECT delivered FROM job_totals WHERE id = 1), 0) AS delivered, \
      COALESCE((SELECT failed FROM job_totals WHERE id = 1), 0) AS failed";
 
+/// The profiles a claim may serve now, best first (`$1`: now). Each has an unfinished job that
+/// is due (queued with `run_at <= now`, or running with an expired lease), does not need
+/// re-authorisation and is not on a throttled ad account; a job whose profile has no row is
+/// claimable like any other (the engine fails it with a reason). Best is the fewest running
+/// jobs with a live lease, then the oldest due job, so a profile with a thousand queued files
+/// does not starve another's single file.
+///
+/// The cost does not depend on how many jobs a profile has queued: `open_profiles` walks the
+/// distinct profiles of `jobs_profile_due_idx` (one index probe per profile with unfinished
+/// jobs, a loose index scan), `heads` reads each one's oldest due time from the same index,
+/// and the running count reads `jobs_running_idx`, which holds only running jobs. Finished
+/// jobs are in neither index. (Every `status` condition states an index's predicate
+/// literally, so SQLite uses the partial index.)
+pub(super) const CLAIM_CANDIDATES: &str = concat!(
+    "WITH RECURSIVE open_profiles (profile_id) AS (SELECT (SELECT j.profile_id FROM jobs j",
+    by_profile_due!(),
+    " WHERE j.status IN ('queued', 'running') ORDER BY j.profile_id LIMIT 1) \
+     UNION ALL SELECT (SELECT j.profile_id FROM jobs j",
+    by_profile_due!(),
+    " WHERE j.status IN ('queued', 'running') AND j.profile_id > o.profile_id \
+     ORDER BY j.profile_id LIMIT 1) FROM open_profiles o WHERE o.profile_id IS NOT NULL), \
+     heads AS (SELECT o.profile_id, (SELECT j.due_at FROM jobs j",
+    by_profile_due!(),
+    " WHERE j.status IN ('queued', 'running') AND j.profile_id = o.profile_id \
+     ORDER BY j.due_at LIMIT 1) AS due_at FROM open_profiles o WHERE o.profile_id IS NOT NULL) \
+     SELECT h.profile_id, (SELECT COUNT(*) FROM jobs r WHERE r.status = 'running' \
+     AND r.profile_id = h.profile_id AND r.lease_expires_at > $1) AS running \
+     FROM heads h WHERE h.due_at <= $1 \
+     AND NOT EXISTS (SELECT 1 FROM profiles p WHERE p.id = h.profile_id \
+     AND p.delivery_state = 'needs_reauth') \
+     AND NOT EXISTS (SELECT 1 FROM profiles p JOIN ad_account_throttles t \
+     ON t.ad_account_id = p.ad_account_id WHERE p.id = h.profile_id AND t.until > $1) \
+     ORDER BY running, h.due_at, h.profile_id LIMIT 8"
+);
+
+/// The oldest due job of one profile (`$1` profile, `$2` now), locked for the claim where the
+/// backend locks rows (PostgreSQL skips rows other claimers hold, so two never take the same
+/// job and neither waits). Served by `jobs_profile_due_idx`.
+pub(super) const CLAIM_PICK: &str = concat!(
+    "SELECT id, status, attempts, max_attempts FROM jobs \
+     WHERE status IN ('queued', 'running') AND profile_id = $1 AND due_at <= $2 \
+     ORDER BY due_at, id LIMIT 1",
+    claim_lock!()
+);
+
+/// When an idle worker should ask again (`$1`: now): the earliest due time of an unfinished
+/// job still in the future (`jobs_claimable_idx`), and the earliest end of a live throttle
+/// that holds back a job that is due now (the throttles table holds a few rows).
+pub(super) const NEXT_DUE: &str = "SELECT \
+     (SELECT j.due_at FROM jobs j WHERE j.status IN ('queued', 'running') AND j.due_at > $1 \
+     ORDER BY j.due_at LIMIT 1) AS job_due, \
+     (SELECT MIN(t.until) FROM ad_account_throttles t WHERE t.until > $1 AND EXISTS ( \
+     SELECT 1 FROM profiles p WHERE p.ad_account_id = t.ad_account_id \
+     AND p.delivery_state = 'ok' AND EXISTS (SELECT 1 FROM jobs j \
+     WHERE j.status IN ('queued', 'running') AND j.profile_id = p.id AND j.due_at <= $1))) \
+     AS throttle_end";
+
+/// How often a claim on PostgreSQL looks for candidates again when every one it found was
+/// being claimed by another worker at the same moment.
+const CLAIM_ROUNDS: usize = 3;
+
 /// The state a job released by a worker goes back to: `paused` while its profile needs
 /// re-authorisation (so it waits for `reauthorize` instead of being skipped by every claim),
 /// `queued` otherwise.
@@ -54,12 +114,20 @@ macro_rules! lease_matches {
     };
 }
 
-fn lease_conflict(lease: &Lease) -> StoreError {
-    StoreError::Conflict {
-        what: format!(
-            "lease on job {} (generation {}) is no longer held",
-            lease.job_id, lease.generation
-        ),
+/// `RETURNING` clause of a lease renewal: the new expiry and the state of the job's profile
+/// (archived first: it is final).
+macro_rules! renewal_returning {
+    () => {
+        " RETURNING lease_expires_at, COALESCE((SELECT CASE \
+         WHEN p.archived_at IS NOT NULL THEN 'archived' \
+         WHEN p.delivery_state = 'needs_reauth' THEN 'needs_reauth' ELSE 'active' END \
+         FROM profiles p WHERE p.id = jobs.profile_id), 'unknown') AS profile_state"
+    };
+}
+
+fn lease_lost(lease: &Lease) -> StoreError {
+    StoreError::LeaseLost {
+        what: format!("job {} (generation {})", lease.job_id, lease.generation),
     }
 }
 
@@ -91,13 +159,38 @@ where
         .bind(generation))
 }
 
-/// `Ok` when a lease-checked update changed the job (`updated` rows), the lease conflict when
-/// the lease is no longer held.
+/// `Ok` when a lease-checked update changed the job (`updated` rows), [`StoreError::LeaseLost`]
+/// when the lease is no longer held.
 fn lease_held(updated: u64, lease: &Lease) -> StoreResult<()> {
     if updated == 0 {
-        return Err(lease_conflict(lease));
+        return Err(lease_lost(lease));
     }
     Ok(())
+}
+
+/// The renewed lease from a [`renewal_returning!`] row, or the lost lease.
+fn renewal_from_row(row: Option<DbRow>, lease: &Lease) -> StoreResult<Renewal> {
+    let row = row.ok_or_else(|| lease_lost(lease))?;
+    let expires_at: Ts = get(&row, "lease_expires_at")?;
+    let state: String = get(&row, "profile_state")?;
+    let profile = match state.as_str() {
+        "active" => ProfileState::Active,
+        "needs_reauth" => ProfileState::NeedsReauth,
+        "archived" => ProfileState::Archived,
+        "unknown" => ProfileState::Unknown,
+        other => {
+            return Err(StoreError::corrupt("profile state")(
+                format!("unknown profile state {other:?}").into(),
+            ));
+        }
+    };
+    Ok(Renewal {
+        lease: Lease {
+            expires_at: from_ts(expires_at)?,
+            ..lease.clone()
+        },
+        profile,
+    })
 }
 
 /// Takes the backend's profile lock `lock` (`LOCK_PROFILE_OF_JOB` with the job id,
@@ -140,22 +233,60 @@ impl SqlStore {
         owner: &WorkerId,
         lease_for: Duration,
         now: OffsetDateTime,
-    ) -> StoreResult<Option<ClaimedJob>> {
+    ) -> StoreResult<Claim> {
         let expires_at = add(now, lease_for)?;
+        let mut rounds = 0;
         loop {
             let mut tx = begin_write(&self.pool)
                 .await
                 .map_err(StoreError::query("begin claim"))?;
-            let candidate = sqlx::query(CLAIM_SELECT)
+            let candidates: Vec<(Uuid, i64)> = sqlx::query_as(CLAIM_CANDIDATES)
                 .bind(ts(now))
-                .fetch_optional(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await
-                .map_err(StoreError::query("find claimable job"))?;
-            let Some(candidate) = candidate else {
+                .map_err(StoreError::query("find claimable profiles"))?;
+            let mut picked = None;
+            for (profile_id, _running) in &candidates {
+                picked = sqlx::query(CLAIM_PICK)
+                    .bind(*profile_id)
+                    .bind(ts(now))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(StoreError::query("find claimable job"))?;
+                if picked.is_some() {
+                    break;
+                }
+            }
+            let Some(candidate) = picked else {
+                if !candidates.is_empty() {
+                    // every due job found was being claimed by someone else just now
+                    // (PostgreSQL; SQLite's claims run one at a time)
+                    tx.rollback()
+                        .await
+                        .map_err(StoreError::query("end claim"))?;
+                    rounds += 1;
+                    if rounds < CLAIM_ROUNDS {
+                        continue;
+                    }
+                    return Ok(Claim::Idle {
+                        next_due: Some(now),
+                    });
+                }
+                let row = sqlx::query(NEXT_DUE)
+                    .bind(ts(now))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(StoreError::query("find next due job"))?;
+                let job_due = opt_ts(get(&row, "job_due")?)?;
+                let throttle_end = opt_ts(get(&row, "throttle_end")?)?;
                 tx.rollback()
                     .await
                     .map_err(StoreError::query("end claim"))?;
-                return Ok(None);
+                let next_due = match (job_due, throttle_end) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                return Ok(Claim::Idle { next_due });
             };
             let id: Uuid = get(&candidate, "id")?;
             let status: String = get(&candidate, "status")?;
@@ -202,11 +333,58 @@ impl SqlStore {
                 generation: job.lease_generation,
                 expires_at: job.lease_expires_at.unwrap_or(expires_at),
             };
-            return Ok(Some(ClaimedJob {
+            return Ok(Claim::Job(Box::new(ClaimedJob {
                 job: job.job,
                 lease,
-            }));
+            })));
         }
+    }
+
+    /// Releases a leased job to run at `run_at` without counting the attempt it was claimed
+    /// with (`defer`, and `pause` with `run_at = now`).
+    async fn release_keeping_attempt(
+        &self,
+        lease: &Lease,
+        run_at: OffsetDateTime,
+        reason: &str,
+        now: OffsetDateTime,
+        operation: &'static str,
+    ) -> StoreResult<()> {
+        let mut tx = begin_write(&self.pool)
+            .await
+            .map_err(StoreError::query("begin release job"))?;
+        // serialise with mark_needs_reauth / reauthorize of the job's profile, so a profile
+        // re-authorised meanwhile cannot leave this job paused forever
+        lock_profile(
+            &mut tx,
+            LOCK_PROFILE_OF_JOB,
+            lease.job_id.0,
+            "lock profile of job",
+        )
+        .await?;
+        let updated = lease_update(
+            concat!(
+                "UPDATE jobs SET status = ",
+                released_status!(),
+                ", attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
+                 run_at = $4, due_at = $4, last_error = $5, lease_owner = NULL, \
+                 lease_expires_at = NULL, updated_at = $6",
+                lease_matches!()
+            ),
+            lease,
+        )?
+        .bind(ts(run_at))
+        .bind(reason)
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::query(operation))?
+        .rows_affected();
+        lease_held(updated, lease)?;
+        tx.commit()
+            .await
+            .map_err(StoreError::query("commit release job"))?;
+        Ok(())
     }
 }
 
@@ -217,7 +395,7 @@ impl JobQueue for SqlStore {
         owner: &WorkerId,
         lease_for: Duration,
         now: OffsetDateTime,
-    ) -> Result<Option<ClaimedJob>> {
+    ) -> Result<Claim> {
         Ok(self.claim_inner(owner, lease_for, now).await?)
     }
 
@@ -226,13 +404,13 @@ impl JobQueue for SqlStore {
         lease: &Lease,
         extend_by: Duration,
         now: OffsetDateTime,
-    ) -> Result<Lease> {
+    ) -> Result<Renewal> {
         let expires_at = add(now, extend_by)?;
-        let row: Option<Ts> = lease_update_returning(
+        let row = lease_update(
             concat!(
                 "UPDATE jobs SET lease_expires_at = $4, due_at = $4, updated_at = $5",
                 lease_matches!(),
-                " RETURNING lease_expires_at"
+                renewal_returning!()
             ),
             lease,
         )?
@@ -241,28 +419,34 @@ impl JobQueue for SqlStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(StoreError::query("extend lease"))?;
-        let expires_at = row.ok_or_else(|| lease_conflict(lease))?;
-        Ok(Lease {
-            expires_at: from_ts(expires_at)?,
-            ..lease.clone()
-        })
+        Ok(renewal_from_row(row, lease)?)
     }
 
-    async fn checkpoint(&self, lease: &Lease, checkpoint: &Checkpoint) -> Result<()> {
-        let updated = lease_update(
+    async fn checkpoint(
+        &self,
+        lease: &Lease,
+        checkpoint: &Checkpoint,
+        extend_by: Duration,
+        now: OffsetDateTime,
+    ) -> Result<Renewal> {
+        let expires_at = add(now, extend_by)?;
+        let row = lease_update(
             concat!(
-                "UPDATE jobs SET checkpoint = $4, counters = $5",
-                lease_matches!()
+                "UPDATE jobs SET checkpoint = $4, counters = $5, lease_expires_at = $6, \
+                 due_at = $6, updated_at = $7",
+                lease_matches!(),
+                renewal_returning!()
             ),
             lease,
         )?
         .bind(Json(checkpoint))
         .bind(Json(checkpoint.counters))
-        .execute(&self.pool)
+        .bind(ts(expires_at))
+        .bind(ts(now))
+        .fetch_optional(&self.pool)
         .await
-        .map_err(StoreError::query("checkpoint job"))?
-        .rows_affected();
-        Ok(lease_held(updated, lease)?)
+        .map_err(StoreError::query("checkpoint job"))?;
+        Ok(renewal_from_row(row, lease)?)
     }
 
     async fn complete(
@@ -323,7 +507,8 @@ impl JobQueue for SqlStore {
         let mut tx = begin_write(&self.pool)
             .await
             .map_err(StoreError::query("begin retry job"))?;
-        // serialise with mark_needs_reauth / reauthorize of the job's profile (see `pause`)
+        // serialise with mark_needs_reauth / reauthorize of the job's profile (see
+        // `release_keeping_attempt`)
         lock_profile(
             &mut tx,
             LOCK_PROFILE_OF_JOB,
@@ -349,7 +534,7 @@ impl JobQueue for SqlStore {
         .await
         .map_err(StoreError::query("retry job"))?;
         let outcome = match status.as_deref() {
-            None => return Err(lease_conflict(lease).into()),
+            None => return Err(lease_lost(lease).into()),
             Some("failed") => RetryOutcome::GaveUp,
             Some(_) => RetryOutcome::Scheduled,
         };
@@ -359,40 +544,55 @@ impl JobQueue for SqlStore {
         Ok(outcome)
     }
 
+    async fn defer(
+        &self,
+        lease: &Lease,
+        run_at: OffsetDateTime,
+        reason: &str,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        Ok(self
+            .release_keeping_attempt(lease, run_at, reason, now, "defer job")
+            .await?)
+    }
+
     async fn pause(&self, lease: &Lease, reason: &str, now: OffsetDateTime) -> Result<()> {
+        Ok(self
+            .release_keeping_attempt(lease, now, reason, now, "pause job")
+            .await?)
+    }
+
+    async fn throttle_ad_account(
+        &self,
+        ad_account: &AdAccountId,
+        until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<()> {
         let mut tx = begin_write(&self.pool)
             .await
-            .map_err(StoreError::query("begin pause job"))?;
-        // serialise with mark_needs_reauth / reauthorize of the job's profile, so a profile
-        // re-authorised meanwhile cannot leave this job paused forever
-        lock_profile(
-            &mut tx,
-            LOCK_PROFILE_OF_JOB,
-            lease.job_id.0,
-            "lock profile of job",
+            .map_err(StoreError::query("begin throttle ad account"))?;
+        // throttles that ended mean nothing: drop them while here (the table stays tiny)
+        sqlx::query("DELETE FROM ad_account_throttles WHERE until <= $1")
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("drop ended throttles"))?;
+        sqlx::query(
+            "INSERT INTO ad_account_throttles (ad_account_id, until, updated_at) \
+             VALUES ($1, $2, $3) ON CONFLICT (ad_account_id) DO UPDATE SET \
+             until = CASE WHEN excluded.until > ad_account_throttles.until \
+             THEN excluded.until ELSE ad_account_throttles.until END, \
+             updated_at = excluded.updated_at",
         )
-        .await?;
-        let updated = lease_update(
-            concat!(
-                "UPDATE jobs SET status = ",
-                released_status!(),
-                ", attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
-                 run_at = $4, due_at = $4, last_error = $5, lease_owner = NULL, \
-                 lease_expires_at = NULL, updated_at = $4",
-                lease_matches!()
-            ),
-            lease,
-        )?
+        .bind(ad_account.as_str())
+        .bind(ts(until))
         .bind(ts(now))
-        .bind(reason)
         .execute(&mut *tx)
         .await
-        .map_err(StoreError::query("pause job"))?
-        .rows_affected();
-        lease_held(updated, lease)?;
+        .map_err(StoreError::query("throttle ad account"))?;
         tx.commit()
             .await
-            .map_err(StoreError::query("commit pause job"))?;
+            .map_err(StoreError::query("commit throttle ad account"))?;
         Ok(())
     }
 

@@ -4,9 +4,10 @@ use async_trait::async_trait;
 use facebook_connector_core::Result;
 use facebook_connector_core::domain::{
     AdAccount, AdAccountId, Audience, AudienceId, Business, BusinessId, CompanyId, DeliveryState,
-    EncryptedToken, FacebookUser, FacebookUserId, ProfileId, StoredProfile,
+    EncryptedToken, FacebookUser, FacebookUserId, ProfileId, StoredProfile, TokenMeta,
 };
 use facebook_connector_core::ports::ProfileStore;
+use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -21,7 +22,8 @@ macro_rules! profile_columns {
         "id, company_id, ad_account_id, ad_account_name, business_id, business_name, \
          custom_audience_tos_accepted, audience_id, audience_name, token, token_issued_at, \
          facebook_user_id, facebook_user_name, delivery_state, reauth_reason, reauth_since, \
-         archived_at, created_at, updated_at"
+         archived_at, created_at, updated_at, token_expires_at, token_data_access_expires_at, \
+         token_scopes"
     };
 }
 
@@ -75,7 +77,12 @@ fn profile_from_row(row: &DbRow) -> StoreResult<StoredProfile> {
         },
         audience,
         token: EncryptedToken(get(row, "token")?),
-        token_issued_at: opt_ts(get(row, "token_issued_at")?)?,
+        token_meta: TokenMeta {
+            issued_at: opt_ts(get(row, "token_issued_at")?)?,
+            expires_at: opt_ts(get(row, "token_expires_at")?)?,
+            data_access_expires_at: opt_ts(get(row, "token_data_access_expires_at")?)?,
+            scopes: get::<Json<Vec<String>>>(row, "token_scopes")?.0,
+        },
         facebook_user: FacebookUser {
             id: FacebookUserId::new(user_id).map_err(invalid("facebook user id"))?,
             name: get(row, "facebook_user_name")?,
@@ -100,7 +107,7 @@ impl ProfileStore for SqlStore {
             "INSERT INTO profiles (",
             profile_columns!(),
             ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $19)"
+             $17, $18, $19, $20, $21, $22)"
         ))
         .bind(profile.id.0)
         .bind(profile.company_id.0)
@@ -118,7 +125,7 @@ impl ProfileStore for SqlStore {
         .bind(profile.audience.as_ref().map(|a| a.id.as_str()))
         .bind(profile.audience.as_ref().map(|a| a.name.as_str()))
         .bind(profile.token.0.as_str())
-        .bind(profile.token_issued_at.map(ts))
+        .bind(profile.token_meta.issued_at.map(ts))
         .bind(profile.facebook_user.id.as_str())
         .bind(profile.facebook_user.name.as_str())
         .bind(state)
@@ -127,9 +134,14 @@ impl ProfileStore for SqlStore {
         .bind(profile.archived_at.map(ts))
         .bind(ts(profile.created_at))
         .bind(ts(profile.updated_at))
+        .bind(profile.token_meta.expires_at.map(ts))
+        .bind(profile.token_meta.data_access_expires_at.map(ts))
+        .bind(Json(&profile.token_meta.scopes))
         .execute(&self.pool)
         .await
-        .map_err(StoreError::query("insert profile"))?;
+        .map_err(StoreError::unique("insert profile", || {
+            format!("profile {}", profile.id)
+        }))?;
         Ok(())
     }
 
@@ -249,7 +261,7 @@ impl ProfileStore for SqlStore {
         &self,
         id: ProfileId,
         token: &EncryptedToken,
-        token_issued_at: Option<OffsetDateTime>,
+        token_meta: &TokenMeta,
         user: &FacebookUser,
         now: OffsetDateTime,
     ) -> Result<u64> {
@@ -257,13 +269,17 @@ impl ProfileStore for SqlStore {
             .await
             .map_err(StoreError::query("begin reauthorize"))?;
         let updated = sqlx::query(
-            "UPDATE profiles SET token = $2, token_issued_at = $3, facebook_user_id = $4, \
-             facebook_user_name = $5, delivery_state = 'ok', reauth_reason = NULL, \
-             reauth_since = NULL, updated_at = $6 WHERE id = $1",
+            "UPDATE profiles SET token = $2, token_issued_at = $3, token_expires_at = $4, \
+             token_data_access_expires_at = $5, token_scopes = $6, facebook_user_id = $7, \
+             facebook_user_name = $8, delivery_state = 'ok', reauth_reason = NULL, \
+             reauth_since = NULL, updated_at = $9 WHERE id = $1",
         )
         .bind(id.0)
         .bind(token.0.as_str())
-        .bind(token_issued_at.map(ts))
+        .bind(token_meta.issued_at.map(ts))
+        .bind(token_meta.expires_at.map(ts))
+        .bind(token_meta.data_access_expires_at.map(ts))
+        .bind(Json(&token_meta.scopes))
         .bind(user.id.as_str())
         .bind(user.name.as_str())
         .bind(ts(now))

@@ -141,8 +141,9 @@ impl SettingsStore for SqlStore {
                 && holder != owner.0
                 && held_until > now
             {
-                return Err(StoreError::Conflict {
-                    what: format!("settings {id} are being created by another worker"),
+                return Err(StoreError::Busy {
+                    what: format!("settings {id} (another worker is creating its audience)"),
+                    retry_after: (held_until - now).try_into().ok(),
                 }
                 .into());
             }

@@ -5,7 +5,9 @@
 use time::OffsetDateTime;
 
 #[cfg(any(test, feature = "testkit"))]
-use super::{CLAIM_SELECT, EXPLAIN, Ts, jobs::STATS_SELECT, plan_line, ts};
+use super::jobs::{CLAIM_CANDIDATES, CLAIM_PICK, NEXT_DUE, STATS_SELECT};
+#[cfg(any(test, feature = "testkit"))]
+use super::{Db, EXPLAIN, plan_line, rows::DbArguments, ts};
 use super::{DbPool, MIGRATIONS_TABLE_EXISTS, MIGRATOR};
 use crate::error::{StoreError, StoreResult};
 use crate::schema::SchemaStatus;
@@ -86,29 +88,43 @@ impl SqlStore {
         &self.pool
     }
 
-    /// The query plan of the claim query, to check that it reads the partial index.
+    /// The query plans of a claim (finding the profiles to serve, picking a job of the first,
+    /// and when idle the next due time), to check that they read only the partial indexes of unfinished jobs.
     pub async fn explain_claim(&self) -> StoreResult<String> {
         let now = ts(OffsetDateTime::now_utc());
-        self.explain(CLAIM_SELECT, Some(now), "explain claim").await
+        let candidates = self
+            .explain(CLAIM_CANDIDATES, |q| q.bind(now), "explain claim")
+            .await?;
+        let pick = self
+            .explain(
+                CLAIM_PICK,
+                |q| q.bind(uuid::Uuid::nil()).bind(now),
+                "explain claim",
+            )
+            .await?;
+        let next_due = self
+            .explain(NEXT_DUE, |q| q.bind(now), "explain claim")
+            .await?;
+        Ok(format!("{candidates}\n{pick}\n{next_due}"))
     }
 
     /// The query plan of the statistics query, to check that it reads no finished job.
     pub async fn explain_stats(&self) -> StoreResult<String> {
-        self.explain(STATS_SELECT, None, "explain stats").await
+        self.explain(STATS_SELECT, |q| q, "explain stats").await
     }
 
-    /// The plan of `statement`, whose one parameter (if any) is the time `now`.
-    async fn explain(
+    /// The plan of `statement` with the parameters `bind` gives it.
+    async fn explain<'q>(
         &self,
         statement: &str,
-        now: Option<Ts>,
+        bind: impl FnOnce(
+            sqlx::query::Query<'q, Db, DbArguments>,
+        ) -> sqlx::query::Query<'q, Db, DbArguments>,
         operation: &'static str,
     ) -> StoreResult<String> {
-        let query = sqlx::query(sqlx::AssertSqlSafe(format!("{EXPLAIN} {statement}")));
-        let query = match now {
-            Some(now) => query.bind(now),
-            None => query,
-        };
+        let query = bind(sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{EXPLAIN} {statement}"
+        ))));
         let rows = query
             .fetch_all(&self.pool)
             .await
