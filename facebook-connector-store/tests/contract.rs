@@ -9,57 +9,18 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{TestDb, at, command, profile, profile_id, settings_id, t0};
+use common::{
+    LEASE, TestDb, at, checkpoint, claim, command, counters, next_due, profile, profile_id, record,
+    settings_id, t0, try_claim, worker,
+};
 use facebook_connector_core::domain::{
-    Audience, AudienceId, Checkpoint, Claim, ClaimedJob, CompanyId, DeliveryCounters,
-    DeliveryState, EncryptedToken, FacebookUser, FacebookUserId, FileStatus, JobId, JobStatus,
-    NewCommand, ProfileState, RetryOutcome, Revision, TokenMeta, WorkerId,
+    Audience, AudienceId, Claim, CompanyId, DeliveryCounters, DeliveryState, EncryptedToken,
+    FacebookUser, FacebookUserId, FileStatus, JobId, JobStatus, ProfileState, RetryOutcome,
+    Revision, TokenMeta,
 };
-use facebook_connector_core::ports::{
-    CommandFilter, CommandStore, JobFilter, JobQueue, RecordOutcome, SettingsClaim,
-};
+use facebook_connector_core::ports::{CommandFilter, JobFilter, RecordOutcome, SettingsClaim};
 use facebook_connector_core::{Disposition, Error};
 use facebook_connector_store::{Store, StoreError, StoreOptions};
-use time::OffsetDateTime;
-
-const LEASE: Duration = Duration::from_secs(30);
-
-fn worker(name: &str) -> WorkerId {
-    WorkerId(name.to_owned())
-}
-
-/// The job `name` claims at `now` under a [`LEASE`], if one is claimable.
-async fn try_claim(jobs: &dyn JobQueue, name: &str, now: OffsetDateTime) -> Option<ClaimedJob> {
-    match jobs.claim(&worker(name), LEASE, now).await.unwrap() {
-        Claim::Job(claimed) => Some(*claimed),
-        Claim::Idle { .. } => None,
-    }
-}
-
-/// When the queue says the next job falls due, asked at `now`; nothing may be claimable.
-async fn next_due(jobs: &dyn JobQueue, now: OffsetDateTime) -> Option<OffsetDateTime> {
-    match jobs.claim(&worker("idle"), LEASE, now).await.unwrap() {
-        Claim::Idle { next_due } => next_due,
-        Claim::Job(claimed) => panic!("claimed {claimed:?}, expected an idle queue"),
-    }
-}
-
-/// The job `name` claims at `now` under a [`LEASE`]; there must be one.
-async fn claim(jobs: &dyn JobQueue, name: &str, now: OffsetDateTime) -> ClaimedJob {
-    try_claim(jobs, name, now).await.unwrap()
-}
-
-/// Records `command` with its event (at the command's revision) at `now`.
-async fn record(
-    commands: &dyn CommandStore,
-    command: NewCommand,
-    now: OffsetDateTime,
-) -> RecordOutcome {
-    commands
-        .record_event(command.revision, Some(command), now)
-        .await
-        .unwrap()
-}
 
 /// What a re-authorisation learnt about the new token.
 fn fresh_meta() -> TokenMeta {
@@ -68,27 +29,6 @@ fn fresh_meta() -> TokenMeta {
         expires_at: Some(at(8) + time::Duration::days(60)),
         data_access_expires_at: None,
         scopes: vec!["ads_management".into()],
-    }
-}
-
-/// A checkpoint of the first session after `batches` acknowledged batches.
-fn checkpoint(session_id: u64, batches: u32, counters: DeliveryCounters) -> Checkpoint {
-    Checkpoint {
-        session_id,
-        batches_acknowledged: batches,
-        counters,
-        ..Checkpoint::default()
-    }
-}
-
-fn counters(n: u64) -> DeliveryCounters {
-    DeliveryCounters {
-        records_read: n,
-        rejected_lines: 1,
-        unmatchable: 2,
-        members_sent: n - 3,
-        facebook_received: n - 3,
-        facebook_invalid: 0,
     }
 }
 

@@ -29,11 +29,15 @@ macro_rules! contract {
     };
 }
 
+use std::time::Duration;
+
 use facebook_connector_core::domain::{
-    AdAccount, AdAccountId, Business, BusinessId, CompanyId, DeliveryEvent, DeliveryState,
-    EncryptedToken, FacebookUser, FacebookUserId, FileName, FileRef, JobId, NewCommand, NewJob,
-    ProfileId, QuickSettings, Revision, SettingsId, StoredProfile, TokenMeta,
+    AdAccount, AdAccountId, Business, BusinessId, Checkpoint, Claim, ClaimedJob, CompanyId,
+    DeliveryCounters, DeliveryEvent, DeliveryState, EncryptedToken, FacebookUser, FacebookUserId,
+    FileName, FileRef, JobId, NewCommand, NewJob, ProfileId, QuickSettings, Revision, SettingsId,
+    StoredProfile, TokenMeta, WorkerId,
 };
+use facebook_connector_core::ports::{CommandStore, JobQueue, RecordOutcome};
 use facebook_connector_store::{Store, StoreOptions};
 use sqlx::Connection as _;
 use time::OffsetDateTime;
@@ -346,4 +350,65 @@ pub async fn event_json(db: &TestDb, revision: Revision) -> serde_json::Value {
 /// `literal` parsed, for comparing with what the database holds (key order aside).
 pub fn json(literal: &str) -> serde_json::Value {
     serde_json::from_str(literal).unwrap()
+}
+
+/// The lease the contract tests claim with.
+pub const LEASE: Duration = Duration::from_secs(30);
+
+pub fn worker(name: &str) -> WorkerId {
+    WorkerId(name.to_owned())
+}
+
+/// The job `name` claims at `now` under a [`LEASE`], if one is claimable.
+pub async fn try_claim(jobs: &dyn JobQueue, name: &str, now: OffsetDateTime) -> Option<ClaimedJob> {
+    match jobs.claim(&worker(name), LEASE, now).await.unwrap() {
+        Claim::Job(claimed) => Some(*claimed),
+        Claim::Idle { .. } => None,
+    }
+}
+
+/// When the queue says the next job falls due, asked at `now`; nothing may be claimable.
+pub async fn next_due(jobs: &dyn JobQueue, now: OffsetDateTime) -> Option<OffsetDateTime> {
+    match jobs.claim(&worker("idle"), LEASE, now).await.unwrap() {
+        Claim::Idle { next_due } => next_due,
+        Claim::Job(claimed) => panic!("claimed {claimed:?}, expected an idle queue"),
+    }
+}
+
+/// The job `name` claims at `now` under a [`LEASE`]; there must be one.
+pub async fn claim(jobs: &dyn JobQueue, name: &str, now: OffsetDateTime) -> ClaimedJob {
+    try_claim(jobs, name, now).await.unwrap()
+}
+
+/// Records `command` with its event (at the command's revision) at `now`.
+pub async fn record(
+    commands: &dyn CommandStore,
+    command: NewCommand,
+    now: OffsetDateTime,
+) -> RecordOutcome {
+    commands
+        .record_event(command.revision, Some(command), now)
+        .await
+        .unwrap()
+}
+
+/// A checkpoint of the first session after `batches` acknowledged batches.
+pub fn checkpoint(session_id: u64, batches: u32, counters: DeliveryCounters) -> Checkpoint {
+    Checkpoint {
+        session_id,
+        batches_acknowledged: batches,
+        counters,
+        ..Checkpoint::default()
+    }
+}
+
+pub fn counters(n: u64) -> DeliveryCounters {
+    DeliveryCounters {
+        records_read: n,
+        rejected_lines: 1,
+        unmatchable: 2,
+        members_sent: n - 3,
+        facebook_received: n - 3,
+        facebook_invalid: 0,
+    }
 }

@@ -47,17 +47,20 @@ pub(super) const STATS_SELECT: &str = "SELECT \
 /// distinct profiles of `jobs_profile_due_idx` (one index probe per profile with unfinished
 /// jobs, a loose index scan), `heads` reads each one's oldest due time from the same index,
 /// and the running count reads `jobs_running_idx`, which holds only running jobs. Finished
-/// jobs are in neither index. (Every `status` condition states an index's predicate
+/// jobs are in neither index. When no job at all is due (the usual idle poll), the walk does
+/// not start: the first entry of `jobs_claimable_idx` says so. (Every `status` condition states an index's predicate
 /// literally, so SQLite uses the partial index.)
 pub(super) const CLAIM_CANDIDATES: &str = concat!(
     "WITH RECURSIVE open_profiles (profile_id) AS (SELECT (SELECT j.profile_id FROM jobs j",
     by_profile_due!(),
     " WHERE j.status IN ('queued', 'running') ORDER BY j.profile_id LIMIT 1) \
+     WHERE (SELECT d.due_at FROM jobs d WHERE d.status IN ('queued', 'running') \
+     ORDER BY d.due_at LIMIT 1) <= $1 \
      UNION ALL SELECT (SELECT j.profile_id FROM jobs j",
     by_profile_due!(),
     " WHERE j.status IN ('queued', 'running') AND j.profile_id > o.profile_id \
      ORDER BY j.profile_id LIMIT 1) FROM open_profiles o WHERE o.profile_id IS NOT NULL), \
-     heads AS (SELECT o.profile_id, (SELECT j.due_at FROM jobs j",
+     heads AS MATERIALIZED (SELECT o.profile_id, (SELECT j.due_at FROM jobs j",
     by_profile_due!(),
     " WHERE j.status IN ('queued', 'running') AND j.profile_id = o.profile_id \
      ORDER BY j.due_at LIMIT 1) AS due_at FROM open_profiles o WHERE o.profile_id IS NOT NULL) \
