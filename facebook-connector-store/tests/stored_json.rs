@@ -83,6 +83,18 @@ async fn record(
     ids
 }
 
+/// Records a delivery of one legacy file; returns its job id.
+async fn one_file(db: &TestDb) -> JobId {
+    let ids = record(
+        db,
+        1,
+        delivery(QuickSettings::default()),
+        vec![legacy_file()],
+    )
+    .await;
+    ids[0]
+}
+
 /// Claims the only queued job.
 async fn claim(db: &TestDb) -> ClaimedJob {
     let claim = db
@@ -168,13 +180,7 @@ fn counters() -> DeliveryCounters {
 }
 
 async fn counters_keep_their_shape(db: &TestDb) {
-    let ids = record(
-        db,
-        1,
-        delivery(QuickSettings::default()),
-        vec![legacy_file()],
-    )
-    .await;
+    let ids = [one_file(db).await];
     assert_eq!(
         job_json(db, "counters", ids[0]).await,
         json(
@@ -202,13 +208,7 @@ async fn counters_keep_their_shape(db: &TestDb) {
 }
 
 async fn checkpoints_keep_their_shape(db: &TestDb) {
-    let ids = record(
-        db,
-        1,
-        delivery(QuickSettings::default()),
-        vec![legacy_file()],
-    )
-    .await;
+    let ids = [one_file(db).await];
     assert_eq!(
         job_json(db, "checkpoint", ids[0]).await,
         serde_json::Value::Null

@@ -343,6 +343,57 @@ impl SqlStore {
         }
     }
 
+    /// Extends `lease` to `now + extend_by` and, with a checkpoint, records it and copies its
+    /// counters to the file, in one statement (`heartbeat`, `checkpoint`).
+    async fn renew(
+        &self,
+        lease: &Lease,
+        checkpoint: Option<&Checkpoint>,
+        extend_by: Duration,
+        now: OffsetDateTime,
+    ) -> StoreResult<Renewal> {
+        let expires_at = add(now, extend_by)?;
+        let row = lease_update(
+            concat!(
+                "UPDATE jobs SET lease_expires_at = $4, due_at = $4, updated_at = $5, \
+                 checkpoint = COALESCE($6, checkpoint), counters = COALESCE($7, counters)",
+                lease_matches!(),
+                renewal_returning!()
+            ),
+            lease,
+        )?
+        .bind(ts(expires_at))
+        .bind(ts(now))
+        .bind(checkpoint.map(Json))
+        .bind(checkpoint.map(|c| Json(c.counters)))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::query(if checkpoint.is_some() {
+            "checkpoint job"
+        } else {
+            "extend lease"
+        }))?;
+        renewal_from_row(row, lease)
+    }
+
+    /// The transaction of a release of `lease`'s job back to the queue. It first takes the
+    /// job's profile lock (PostgreSQL), so a release serialises with `mark_needs_reauth` /
+    /// `reauthorize` of that profile: a job released while the profile is re-authorised can
+    /// neither be left paused nor be queued for a token that does not work.
+    async fn begin_release(&self, lease: &Lease) -> StoreResult<sqlx::Transaction<'static, Db>> {
+        let mut tx = begin_write(&self.pool)
+            .await
+            .map_err(StoreError::query("begin release job"))?;
+        lock_profile(
+            &mut tx,
+            LOCK_PROFILE_OF_JOB,
+            lease.job_id.0,
+            "lock profile of job",
+        )
+        .await?;
+        Ok(tx)
+    }
+
     /// Releases a leased job to run at `run_at` without counting the attempt it was claimed
     /// with (`defer`, and `pause` with `run_at = now`).
     async fn release_keeping_attempt(
@@ -353,18 +404,7 @@ impl SqlStore {
         now: OffsetDateTime,
         operation: &'static str,
     ) -> StoreResult<()> {
-        let mut tx = begin_write(&self.pool)
-            .await
-            .map_err(StoreError::query("begin release job"))?;
-        // serialise with mark_needs_reauth / reauthorize of the job's profile, so a profile
-        // re-authorised meanwhile cannot leave this job paused forever
-        lock_profile(
-            &mut tx,
-            LOCK_PROFILE_OF_JOB,
-            lease.job_id.0,
-            "lock profile of job",
-        )
-        .await?;
+        let mut tx = self.begin_release(lease).await?;
         let updated = lease_update(
             concat!(
                 "UPDATE jobs SET status = ",
@@ -408,21 +448,7 @@ impl JobQueue for SqlStore {
         extend_by: Duration,
         now: OffsetDateTime,
     ) -> Result<Renewal> {
-        let expires_at = add(now, extend_by)?;
-        let row = lease_update(
-            concat!(
-                "UPDATE jobs SET lease_expires_at = $4, due_at = $4, updated_at = $5",
-                lease_matches!(),
-                renewal_returning!()
-            ),
-            lease,
-        )?
-        .bind(ts(expires_at))
-        .bind(ts(now))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(StoreError::query("extend lease"))?;
-        Ok(renewal_from_row(row, lease)?)
+        Ok(self.renew(lease, None, extend_by, now).await?)
     }
 
     async fn checkpoint(
@@ -432,24 +458,7 @@ impl JobQueue for SqlStore {
         extend_by: Duration,
         now: OffsetDateTime,
     ) -> Result<Renewal> {
-        let expires_at = add(now, extend_by)?;
-        let row = lease_update(
-            concat!(
-                "UPDATE jobs SET checkpoint = $4, counters = $5, lease_expires_at = $6, \
-                 due_at = $6, updated_at = $7",
-                lease_matches!(),
-                renewal_returning!()
-            ),
-            lease,
-        )?
-        .bind(Json(checkpoint))
-        .bind(Json(checkpoint.counters))
-        .bind(ts(expires_at))
-        .bind(ts(now))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(StoreError::query("checkpoint job"))?;
-        Ok(renewal_from_row(row, lease)?)
+        Ok(self.renew(lease, Some(checkpoint), extend_by, now).await?)
     }
 
     async fn complete(
@@ -507,18 +516,7 @@ impl JobQueue for SqlStore {
         reason: &str,
         now: OffsetDateTime,
     ) -> Result<RetryOutcome> {
-        let mut tx = begin_write(&self.pool)
-            .await
-            .map_err(StoreError::query("begin retry job"))?;
-        // serialise with mark_needs_reauth / reauthorize of the job's profile (see
-        // `release_keeping_attempt`)
-        lock_profile(
-            &mut tx,
-            LOCK_PROFILE_OF_JOB,
-            lease.job_id.0,
-            "lock profile of job",
-        )
-        .await?;
+        let mut tx = self.begin_release(lease).await?;
         let status: Option<String> = lease_update_returning(
             concat!(
                 "UPDATE jobs SET status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE ",
