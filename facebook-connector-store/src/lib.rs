@@ -19,9 +19,9 @@
 //! times, scopes), `settings`, `commands`, `jobs` (one per command file; the row is also the
 //! file's status entry), `event_cursor`, `job_totals` and `ad_account_throttles`. File
 //! references, counters, checkpoints, events and token scopes are stored as JSON in the serde
-//! shape of the core's types; `tests/stored_json.rs` pins those shapes. Times are `timestamptz` on PostgreSQL and
-//! INTEGER unix microseconds on SQLite; both keep microseconds, so values read back are the
-//! values written truncated to the microsecond.
+//! shape of the core's types; `tests/stored_json.rs` pins those shapes. Times are
+//! `timestamptz` on PostgreSQL and INTEGER unix microseconds on SQLite; both keep
+//! microseconds, so values read back are the values written truncated to the microsecond.
 //!
 //! # Queue
 //! A job's `due_at` is when it next needs a worker: its `run_at` while queued, its lease expiry

@@ -48,8 +48,9 @@ pub(super) const STATS_SELECT: &str = "SELECT \
 /// jobs, a loose index scan), `heads` reads each one's oldest due time from the same index,
 /// and the running count reads `jobs_running_idx`, which holds only running jobs. Finished
 /// jobs are in neither index. When no job at all is due (the usual idle poll), the walk does
-/// not start: the first entry of `jobs_claimable_idx` says so. (Every `status` condition states an index's predicate
-/// literally, so SQLite uses the partial index.)
+/// not start: the first entry of `jobs_claimable_idx` says so. (Every `status` condition
+/// states an index's predicate literally, so SQLite uses the partial index; `by_profile_due!`
+/// makes SQLite use `jobs_profile_due_idx` for the walk.)
 pub(super) const CLAIM_CANDIDATES: &str = concat!(
     "WITH RECURSIVE open_profiles (profile_id) AS (SELECT (SELECT j.profile_id FROM jobs j",
     by_profile_due!(),

@@ -89,7 +89,8 @@ impl SqlStore {
     }
 
     /// The query plans of a claim (finding the profiles to serve, picking a job of the first,
-    /// and when idle the next due time), to check that they read only the partial indexes of unfinished jobs.
+    /// and when idle the next due time), to check that they read only the partial indexes of
+    /// unfinished jobs.
     pub async fn explain_claim(&self) -> StoreResult<String> {
         let now = ts(OffsetDateTime::now_utc());
         let candidates = self
