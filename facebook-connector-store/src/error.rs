@@ -1,5 +1,7 @@
 //! The crate's error type and its classification into the core's [`Error`](CoreError).
 
+use std::time::Duration;
+
 use facebook_connector_core::Error as CoreError;
 
 /// Errors of the storage backends, the schema check and the token cipher.
@@ -91,10 +93,34 @@ pub enum StoreError {
         what: String,
     },
 
-    /// A lease or claim is no longer held.
-    #[error("conflict: {what}")]
-    Conflict {
-        /// What conflicted.
+    /// A job's lease is no longer the current one (it expired and the job was claimed again,
+    /// or the job was finished or released meanwhile); nothing was changed.
+    #[error("lease on {what} is no longer held")]
+    LeaseLost {
+        /// The job and lease generation.
+        what: String,
+    },
+
+    /// Another worker holds the claim to do this (create a target's audience).
+    #[error("{what} is busy")]
+    Busy {
+        /// What is held elsewhere.
+        what: String,
+        /// How long until the other holder's claim runs out.
+        retry_after: Option<Duration>,
+    },
+
+    /// A row with this key exists (a unique constraint refused the write).
+    #[error("{what} already exists")]
+    AlreadyExists {
+        /// What exists, e.g. `profile 0b6d…`.
+        what: String,
+    },
+
+    /// The caller passed inconsistent arguments (a bug in the caller).
+    #[error("invariant broken: {what}")]
+    Invariant {
+        /// What was inconsistent.
         what: String,
     },
 
@@ -116,6 +142,21 @@ pub enum StoreError {
 impl StoreError {
     pub(crate) fn query(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
         move |source| StoreError::Query { operation, source }
+    }
+
+    /// The error of a write that may hit a unique key: [`StoreError::AlreadyExists`] naming
+    /// `what` when it did, the query error otherwise.
+    pub(crate) fn unique(
+        operation: &'static str,
+        what: impl FnOnce() -> String,
+    ) -> impl FnOnce(sqlx::Error) -> StoreError {
+        move |source| {
+            if StoreError::is_unique_violation(&source) {
+                StoreError::AlreadyExists { what: what() }
+            } else {
+                StoreError::Query { operation, source }
+            }
+        }
     }
 
     pub(crate) fn corrupt(
@@ -185,11 +226,14 @@ impl From<StoreError> for CoreError {
             StoreError::Query {
                 ref source,
                 operation,
-            } if StoreError::is_unique_violation(source) => CoreError::Conflict {
-                what: format!("{operation}: already exists"),
+            } if StoreError::is_unique_violation(source) => CoreError::AlreadyExists {
+                what: format!("the row written by {operation}"),
             },
             StoreError::NotFound { what } => CoreError::NotFound { what },
-            StoreError::Conflict { what } => CoreError::Conflict { what },
+            StoreError::LeaseLost { what } => CoreError::LeaseLost { what },
+            StoreError::Busy { what, retry_after } => CoreError::Busy { what, retry_after },
+            StoreError::AlreadyExists { what } => CoreError::AlreadyExists { what },
+            StoreError::Invariant { what } => CoreError::Invariant { what },
             StoreError::Cipher { .. } | StoreError::InvalidKeys { .. } => CoreError::Decrypt {
                 source: Box::new(error),
             },
@@ -231,6 +275,42 @@ mod tests {
             reason: "unknown key id k9".into(),
         };
         assert!(matches!(CoreError::from(cipher), CoreError::Decrypt { .. }));
+    }
+
+    #[test]
+    fn conflicts_keep_their_kind() {
+        use facebook_connector_core::Disposition;
+        let disposition = |e: StoreError| CoreError::from(e).disposition();
+        let lost = StoreError::LeaseLost {
+            what: "job 1 (generation 2)".into(),
+        };
+        assert_eq!(disposition(lost), Disposition::AbandonJob);
+        let busy = StoreError::Busy {
+            what: "settings x".into(),
+            retry_after: Some(Duration::from_secs(7)),
+        };
+        assert_eq!(
+            disposition(busy),
+            Disposition::RetryLater {
+                wait: Some(Duration::from_secs(7)),
+                throttled: false
+            }
+        );
+        let exists = StoreError::AlreadyExists {
+            what: "profile 1".into(),
+        };
+        let core = CoreError::from(exists);
+        assert_eq!(core.to_string(), "profile 1 already exists");
+        assert_eq!(core.disposition(), Disposition::FailFile);
+        let bug = StoreError::Invariant {
+            what: "revisions differ".into(),
+        };
+        assert_eq!(disposition(bug), Disposition::Fatal);
+        let other = StoreError::Query {
+            operation: "get job",
+            source: sqlx::Error::Protocol("bad".into()),
+        };
+        assert_eq!(disposition(other), Disposition::Fatal);
     }
 
     #[test]

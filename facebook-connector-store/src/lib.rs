@@ -15,24 +15,56 @@
 //!
 //! # Schema
 //! One migration folder per backend (`migrations/postgres`, `migrations/sqlite`), the same
-//! tables: `profiles`, `settings`, `commands`, `jobs` (one per command file; the row is also
-//! the file's status entry) and `event_cursor`. Times are `timestamptz` on PostgreSQL and
-//! INTEGER unix microseconds on SQLite; both keep microseconds, so values read back are the
-//! values written truncated to the microsecond.
+//! tables: `profiles` (with what `debug_token` said about the stored token: issue and expiry
+//! times, scopes), `settings`, `commands`, `jobs` (one per command file; the row is also the
+//! file's status entry), `event_cursor`, `job_totals` and `ad_account_throttles`. File
+//! references, counters, checkpoints, events and token scopes are stored as JSON in the serde
+//! shape of the core's types; `tests/stored_json.rs` pins those shapes. Times are
+//! `timestamptz` on PostgreSQL and INTEGER unix microseconds on SQLite; both keep
+//! microseconds, so values read back are the values written truncated to the microsecond.
 //!
 //! # Queue
 //! A job's `due_at` is when it next needs a worker: its `run_at` while queued, its lease expiry
-//! while running. Claiming takes the row with the smallest `due_at <= now` among
-//! `status IN ('queued', 'running')` — read from a partial index holding only those rows, so
-//! a claim costs O(log n) in the unfinished jobs, however many finished ones pile up. Every
-//! claim increments the job's `lease_generation`; lease-checked operations match on
-//! (id, owner, generation, running), so a stale holder gets `Conflict` and changes nothing,
-//! even when it presents the same owner name as the current holder. A job released by its
-//! holder (`retry_at`, `pause`) or requeued by an operator while its profile needs
-//! re-authorisation waits `paused`, so claims never have to step over it; `mark_needs_reauth`
-//! also pauses the profile's running jobs whose lease already expired (their holder is gone).
-//! A running job whose lease expires later stays `running`, unclaimable, until the profile is
-//! re-authorised.
+//! while running. A job is runnable when it is `queued` or `running` with `due_at <= now`, its
+//! profile does not need re-authorisation and the profile's ad account is not throttled. A job
+//! whose profile has no row is runnable too (the engine fails it with a reason).
+//!
+//! **Fair claims.** A claim serves the profile with the fewest running jobs (live leases)
+//! among the profiles with a runnable job, ties to the one whose runnable job is oldest, and
+//! takes that profile's oldest due job: a profile with a thousand queued files gets one slot
+//! while another profile's single file gets the next. The cost does not grow with the number
+//! of jobs queued per profile nor with finished jobs: the claim walks the distinct profiles of
+//! the partial index `jobs_profile_due_idx` (unfinished jobs only; one probe per profile with
+//! unfinished jobs), reads each profile's running count from `jobs_running_idx` (running jobs
+//! only), and picks the job from `jobs_profile_due_idx` again. On PostgreSQL the pick locks
+//! the job `FOR UPDATE SKIP LOCKED`, so concurrent claimers never wait for nor take the same
+//! job (a claimer that finds every candidate taken at that moment looks again, then answers
+//! idle, due now); on SQLite claims run one at a time in their immediate transaction.
+//!
+//! **Idle.** When nothing is runnable, a claim answers [`Claim::Idle`] with the earliest of:
+//! the due time of the next unfinished job still in the future (`jobs_claimable_idx`), and
+//! the end of a live throttle that holds back a job due now. `None` means nothing is open.
+//!
+//! **Throttles.** [`JobQueue::throttle_ad_account`] keeps one row per ad account in
+//! `ad_account_throttles`; a later `until` extends it, an earlier one never shortens it, and
+//! rows whose time passed mean nothing (they are deleted by the next throttle call).
+//!
+//! **Leases.** Every claim counts an attempt and increments the job's `lease_generation`;
+//! lease-checked operations match on (id, owner, generation, running), so a stale holder gets
+//! [`Error::LeaseLost`](facebook_connector_core::Error::LeaseLost) and changes nothing, even
+//! when it presents the same owner name as the current holder. `heartbeat` and `checkpoint`
+//! extend the lease in the same statement (the checkpoint also copies its counters to the
+//! file's entry) and return a [`Renewal`] with the state of the job's profile (`Active`,
+//! `NeedsReauth`, `Archived` when archived, `Unknown` without a profile row) so the holder
+//! stops when it must. A lease that expired but was not taken over is still the current one.
+//!
+//! **Releases.** `retry_at` keeps the attempt (and fails the job when none is left); `defer`
+//! (a rate limit, or a job handed back at shutdown) and `pause` give back the attempt the job
+//! was claimed with and never fail it. A job released while its profile needs
+//! re-authorisation, or requeued by an operator meanwhile, waits `paused`, so claims never
+//! have to step over it; `mark_needs_reauth` also pauses the profile's running jobs whose
+//! lease already expired (their holder is gone). A running job whose lease expires later stays
+//! `running`, unclaimable, until the profile is re-authorised.
 //!
 //! # Statistics
 //! `stats()` does not grow with finished jobs: the unfinished states are counted from the
@@ -48,7 +80,20 @@
 //! (`READ COMMITTED`), claims lock their row with `FOR UPDATE SKIP LOCKED`, and the operations
 //! that release jobs of a profile lock the profile row `FOR SHARE` first, so they serialise
 //! with `mark_needs_reauth` / `reauthorize`. Lock order is always profile, then jobs, then
-//! `job_totals`, so these transactions cannot deadlock one another.
+//! `job_totals`, so these transactions cannot deadlock one another. Claims lock only the job
+//! they pick.
+//!
+//! # Errors
+//! Every port method returns the core's [`Error`](facebook_connector_core::Error): a lost
+//! lease is `LeaseLost`, a settings claim another worker holds is `Busy` (with the time left
+//! on it), a taken unique key (a profile id, a job id) is `AlreadyExists`, a command whose
+//! revision differs from its event's is `Invariant`; connection loss, pool timeouts,
+//! serialization failures, deadlocks and SQLite's `database is locked` are `Transient`; any
+//! other database failure is `Storage`.
+//!
+//! # Test hooks
+//! With the `testkit` feature, `Store::as_postgres` / `Store::as_sqlite` give the backend
+//! store with its pool and the query plans of the claim and statistics queries.
 
 mod backend;
 mod cipher;
@@ -60,12 +105,18 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(doc)]
+use facebook_connector_core::domain::{Claim, Renewal};
 use facebook_connector_core::ports::{CommandStore, JobQueue, ProfileStore, SettingsStore};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+#[cfg(any(test, feature = "testkit"))]
 pub use backend::postgres::SqlStore as PgStore;
+#[cfg(any(test, feature = "testkit"))]
 pub use backend::sqlite::SqlStore as SqliteStore;
+#[cfg(not(any(test, feature = "testkit")))]
+use backend::{postgres::SqlStore as PgStore, sqlite::SqlStore as SqliteStore};
 pub use cipher::TokenKeyring;
 pub use error::{StoreError, StoreResult};
 pub use schema::SchemaStatus;
@@ -298,7 +349,8 @@ impl Store {
         }
     }
 
-    /// The PostgreSQL store, when that is the backend (for tests and tools).
+    /// The PostgreSQL store, when that is the backend (feature `testkit`).
+    #[cfg(any(test, feature = "testkit"))]
     pub fn as_postgres(&self) -> Option<&PgStore> {
         match &self.inner {
             Inner::Postgres(s) => Some(s),
@@ -306,7 +358,8 @@ impl Store {
         }
     }
 
-    /// The SQLite store, when that is the backend (for tests and tools).
+    /// The SQLite store, when that is the backend (feature `testkit`).
+    #[cfg(any(test, feature = "testkit"))]
     pub fn as_sqlite(&self) -> Option<&SqliteStore> {
         match &self.inner {
             Inner::Postgres(_) => None,

@@ -2,88 +2,34 @@
 //! database. PostgreSQL is `DATABASE_URL` or `postgres://postgres@127.0.0.1:5432/postgres`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{TestDb, at, command, profile, profile_id, settings_id, t0};
-use facebook_connector_core::Error;
+use common::{
+    LEASE, TestDb, at, checkpoint, claim, command, counters, next_due, profile, profile_id, record,
+    settings_id, t0, try_claim, worker,
+};
 use facebook_connector_core::domain::{
-    Audience, AudienceId, Checkpoint, ClaimedJob, CompanyId, DeliveryCounters, DeliveryState,
-    EncryptedToken, FacebookUser, FacebookUserId, FileStatus, JobId, JobStatus, NewCommand,
-    RetryOutcome, Revision, WorkerId,
+    Audience, AudienceId, Claim, CompanyId, DeliveryCounters, DeliveryState, EncryptedToken,
+    FacebookUser, FacebookUserId, FileStatus, JobId, JobStatus, ProfileState, RetryOutcome,
+    Revision, TokenMeta,
 };
-use facebook_connector_core::ports::{
-    CommandFilter, CommandStore, JobFilter, JobQueue, RecordOutcome, SettingsClaim,
-};
+use facebook_connector_core::ports::{CommandFilter, JobFilter, RecordOutcome, SettingsClaim};
+use facebook_connector_core::{Disposition, Error};
 use facebook_connector_store::{Store, StoreError, StoreOptions};
-use time::OffsetDateTime;
 
-const LEASE: Duration = Duration::from_secs(30);
-
-fn worker(name: &str) -> WorkerId {
-    WorkerId(name.to_owned())
-}
-
-/// The job `name` claims at `now` under a [`LEASE`], if one is claimable.
-async fn try_claim(jobs: &dyn JobQueue, name: &str, now: OffsetDateTime) -> Option<ClaimedJob> {
-    jobs.claim(&worker(name), LEASE, now).await.unwrap()
-}
-
-/// The job `name` claims at `now` under a [`LEASE`]; there must be one.
-async fn claim(jobs: &dyn JobQueue, name: &str, now: OffsetDateTime) -> ClaimedJob {
-    try_claim(jobs, name, now).await.unwrap()
-}
-
-/// Records `command` with its event (at the command's revision) at `now`.
-async fn record(
-    commands: &dyn CommandStore,
-    command: NewCommand,
-    now: OffsetDateTime,
-) -> RecordOutcome {
-    commands
-        .record_event(command.revision, Some(command), now)
-        .await
-        .unwrap()
-}
-
-fn counters(n: u64) -> DeliveryCounters {
-    DeliveryCounters {
-        records_read: n,
-        rejected_lines: 1,
-        unmatchable: 2,
-        members_sent: n - 3,
-        facebook_received: n - 3,
-        facebook_invalid: 0,
+/// What a re-authorisation learnt about the new token.
+fn fresh_meta() -> TokenMeta {
+    TokenMeta {
+        issued_at: Some(at(8)),
+        expires_at: Some(at(8) + time::Duration::days(60)),
+        data_access_expires_at: None,
+        scopes: vec!["ads_management".into()],
     }
-}
-
-/// Generates one test per backend for each contract function.
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = crate::common::TestDb::postgres().await;
-                    super::$name(&db).await;
-                    crate::common::assert_stats_match_rows(&db).await;
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = crate::common::TestDb::sqlite().await;
-                    super::$name(&db).await;
-                    crate::common::assert_stats_match_rows(&db).await;
-                }
-            )*
-        }
-    };
 }
 
 contract!(
@@ -95,8 +41,10 @@ contract!(
     record_event_and_cursor,
     record_event_is_atomic,
     claim_order_and_run_at,
-    lease_expiry_and_stale_lease_conflicts,
+    a_lost_lease_changes_nothing,
     heartbeat_extends_the_lease,
+    checkpoint_extends_the_lease,
+    renewals_report_the_profile,
     checkpoint_and_complete_update_the_file,
     retry_until_give_up,
     fail_and_requeue,
@@ -104,7 +52,7 @@ contract!(
     list_jobs_and_stats,
     concurrent_claimers_never_share_a_job,
     newer_schema_is_refused,
-    claim_uses_the_claimable_index,
+    claim_reads_only_unfinished_jobs,
     released_jobs_of_a_reauth_profile_wait_paused,
     stats_read_no_finished_job,
 );
@@ -117,10 +65,11 @@ async fn profiles_round_trip(db: &TestDb) {
     profiles.insert_profile(&b).await.unwrap();
     profiles.insert_profile(&a).await.unwrap();
     profiles.insert_profile(&other).await.unwrap();
-    assert!(matches!(
-        profiles.insert_profile(&a).await,
-        Err(Error::Conflict { .. })
-    ));
+    let duplicate = profiles.insert_profile(&a).await.unwrap_err();
+    assert!(
+        matches!(&duplicate, Error::AlreadyExists { what } if what == &format!("profile {}", a.id)),
+        "{duplicate:?}"
+    );
 
     assert_eq!(profiles.get_profile(a.id).await.unwrap(), Some(a.clone()));
     assert_eq!(profiles.get_profile(profile_id(99)).await.unwrap(), None);
@@ -217,7 +166,7 @@ async fn needs_reauth_pauses_and_reauthorize_resumes(db: &TestDb) {
     assert_eq!((stats.paused, stats.queued, stats.running), (4, 0, 0));
     assert!(matches!(
         jobs.pause(&running.lease, "again", at(7)).await,
-        Err(Error::Conflict { .. })
+        Err(Error::LeaseLost { .. })
     ));
 
     let token = EncryptedToken("k1:fresh".into());
@@ -227,7 +176,7 @@ async fn needs_reauth_pauses_and_reauthorize_resumes(db: &TestDb) {
     };
     assert_eq!(
         profiles
-            .reauthorize(p.id, &token, Some(at(8)), &user, at(9))
+            .reauthorize(p.id, &token, &fresh_meta(), &user, at(9))
             .await
             .unwrap(),
         4
@@ -236,7 +185,7 @@ async fn needs_reauth_pauses_and_reauthorize_resumes(db: &TestDb) {
     assert_eq!(stored.delivery_state, DeliveryState::Ok);
     assert_eq!(stored.token, token);
     assert_eq!(stored.facebook_user, user);
-    assert_eq!(stored.token_issued_at, Some(at(8)));
+    assert_eq!(stored.token_meta, fresh_meta());
     let mut claimed = HashSet::new();
     while let Some(c) = try_claim(&*jobs, "w3", at(10)).await {
         claimed.insert(c.job.id);
@@ -328,10 +277,15 @@ async fn settings_claims(db: &TestDb) {
     );
     let audience_a = AudienceId::parse("111").unwrap();
     let audience_b = AudienceId::parse("222").unwrap();
-    assert!(matches!(
-        settings.save_settings(id, &audience_a, &a, at(90)).await,
-        Err(Error::Conflict { .. })
-    ));
+    let busy = settings
+        .save_settings(id, &audience_a, &a, at(90))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(busy, Error::Busy { retry_after: Some(wait), .. } if wait == Duration::from_secs(51)),
+        "b's claim runs until 141: {busy:?}"
+    );
+    assert!(busy.is_retryable());
     let saved = settings
         .save_settings(id, &audience_b, &b, at(91))
         .await
@@ -572,7 +526,7 @@ async fn record_event_is_atomic(db: &TestDb) {
         .record_event(Revision(2), Some(colliding.clone()), at(1))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+    assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
     // a collision with an earlier command's job
     let mut colliding_old = command(2, p, 2, 3);
     colliding_old.jobs[1].id = ok.jobs[0].id;
@@ -636,7 +590,7 @@ async fn claim_order_and_run_at(db: &TestDb) {
     assert_eq!(e.job.last_error.as_deref(), Some("throttled"));
 }
 
-async fn lease_expiry_and_stale_lease_conflicts(db: &TestDb) {
+async fn a_lost_lease_changes_nothing(db: &TestDb) {
     let (commands, jobs) = (db.store.commands(), db.store.jobs());
     record(&*commands, command(1, profile_id(1), 1, 5), at(0)).await;
     let a = claim(&*jobs, "a", at(0)).await;
@@ -645,58 +599,171 @@ async fn lease_expiry_and_stale_lease_conflicts(db: &TestDb) {
     assert_eq!(b.job.id, a.job.id, "an expired lease is re-offered");
     assert_eq!(b.lease.generation, a.lease.generation + 1);
     assert_eq!(b.job.attempts, 2);
-    let cp = Checkpoint {
-        session_id: 9,
-        batches_acknowledged: 1,
-        counters: counters(10),
-    };
-    jobs.checkpoint(&b.lease, &cp).await.unwrap();
+    let cp = checkpoint(9, 1, counters(10));
+    jobs.checkpoint(&b.lease, &cp, LEASE, at(30)).await.unwrap();
     let before = jobs.get_job(a.job.id).await.unwrap().unwrap();
 
-    // the stale holder can do nothing
+    // the stale holder can do nothing, with any lease-taking call
     let stale = &a.lease;
-    let conflict =
-        |r: Result<(), Error>| assert!(matches!(r, Err(Error::Conflict { .. })), "{r:?}");
-    conflict(jobs.heartbeat(stale, LEASE, at(31)).await.map(|_| ()));
-    conflict(jobs.checkpoint(stale, &Checkpoint::default()).await);
-    conflict(jobs.complete(stale, &counters(99), at(31)).await);
-    conflict(jobs.fail(stale, "x", &counters(99), at(31)).await);
-    conflict(jobs.retry_at(stale, at(40), "x", at(31)).await.map(|_| ()));
-    conflict(jobs.pause(stale, "x", at(31)).await);
+    let lost = |r: Result<(), Error>| {
+        let e = r.unwrap_err();
+        assert!(matches!(e, Error::LeaseLost { .. }), "{e:?}");
+        assert_eq!(e.disposition(), Disposition::AbandonJob);
+    };
+    let other_cp = checkpoint(9, 5, counters(99));
+    lost(jobs.heartbeat(stale, LEASE, at(31)).await.map(|_| ()));
+    lost(
+        jobs.checkpoint(stale, &other_cp, LEASE, at(31))
+            .await
+            .map(|_| ()),
+    );
+    lost(jobs.complete(stale, &counters(99), at(31)).await);
+    lost(jobs.fail(stale, "x", &counters(99), at(31)).await);
+    lost(jobs.retry_at(stale, at(40), "x", at(31)).await.map(|_| ()));
+    lost(jobs.defer(stale, at(40), "x", at(31)).await);
+    lost(jobs.pause(stale, "x", at(31)).await);
     // same generation, other owner: also refused
     let forged = facebook_connector_core::domain::Lease {
         owner: worker("a"),
         ..b.lease.clone()
     };
-    conflict(jobs.complete(&forged, &counters(99), at(31)).await);
+    lost(jobs.complete(&forged, &counters(99), at(31)).await);
+    lost(jobs.defer(&forged, at(40), "x", at(31)).await);
     assert_eq!(
         jobs.get_job(a.job.id).await.unwrap().unwrap(),
         before,
         "nothing changed"
     );
+    let file = &commands
+        .get_command(Revision(1))
+        .await
+        .unwrap()
+        .unwrap()
+        .files[0];
+    assert_eq!(file.counters, counters(10), "the file's counters are b's");
 
     jobs.complete(&b.lease, &counters(20), at(32))
         .await
         .unwrap();
-    conflict(jobs.complete(&b.lease, &counters(20), at(33)).await);
-    conflict(jobs.heartbeat(&b.lease, LEASE, at(33)).await.map(|_| ()));
+    lost(jobs.complete(&b.lease, &counters(20), at(33)).await);
+    lost(jobs.heartbeat(&b.lease, LEASE, at(33)).await.map(|_| ()));
+    lost(jobs.defer(&b.lease, at(40), "x", at(33)).await);
     // a finished job is never re-offered
     assert!(try_claim(&*jobs, "c", at(1000)).await.is_none());
 }
 
 async fn heartbeat_extends_the_lease(db: &TestDb) {
+    let (profiles, commands, jobs) = (db.store.profiles(), db.store.commands(), db.store.jobs());
+    let p = profile(1, 7, at(0));
+    profiles.insert_profile(&p).await.unwrap();
+    record(&*commands, command(1, p.id, 1, 5), at(0)).await;
+    let a = claim(&*jobs, "a", at(0)).await;
+    let extended = jobs.heartbeat(&a.lease, LEASE, at(20)).await.unwrap();
+    assert_eq!(extended.lease.expires_at, at(50));
+    assert_eq!(extended.lease.generation, a.lease.generation);
+    assert_eq!(extended.profile, ProfileState::Active);
+    assert!(try_claim(&*jobs, "b", at(40)).await.is_none());
+    // a lease that expired but was not taken over is still the current one
+    let late = jobs
+        .heartbeat(&extended.lease, LEASE, at(60))
+        .await
+        .unwrap();
+    assert_eq!(late.lease.expires_at, at(90));
+    assert!(try_claim(&*jobs, "b", at(89)).await.is_none());
+    assert!(try_claim(&*jobs, "b", at(90)).await.is_some());
+}
+
+async fn checkpoint_extends_the_lease(db: &TestDb) {
     let (commands, jobs) = (db.store.commands(), db.store.jobs());
     record(&*commands, command(1, profile_id(1), 1, 5), at(0)).await;
     let a = claim(&*jobs, "a", at(0)).await;
-    let extended = jobs.heartbeat(&a.lease, LEASE, at(20)).await.unwrap();
-    assert_eq!(extended.expires_at, at(50));
-    assert_eq!(extended.generation, a.lease.generation);
-    assert!(try_claim(&*jobs, "b", at(40)).await.is_none());
-    // a lease that expired but was not taken over is still the current one
-    let late = jobs.heartbeat(&extended, LEASE, at(60)).await.unwrap();
-    assert_eq!(late.expires_at, at(90));
-    assert!(try_claim(&*jobs, "b", at(89)).await.is_none());
-    assert!(try_claim(&*jobs, "b", at(90)).await.is_some());
+    assert_eq!(a.lease.expires_at, at(30));
+    let renewed = jobs
+        .checkpoint(&a.lease, &checkpoint(7, 1, counters(10)), LEASE, at(25))
+        .await
+        .unwrap();
+    assert_eq!(renewed.lease.expires_at, at(55));
+    assert_eq!(renewed.lease.generation, a.lease.generation);
+    assert_eq!(renewed.profile, ProfileState::Unknown, "no profile row");
+    // after the old expiry, before the new one: nothing for another worker
+    assert!(try_claim(&*jobs, "b", at(31)).await.is_none());
+    assert_eq!(next_due(&*jobs, at(31)).await, Some(at(55)));
+    assert!(try_claim(&*jobs, "b", at(54)).await.is_none());
+    // the holder carries on with the renewed lease
+    let again = jobs
+        .checkpoint(
+            &renewed.lease,
+            &checkpoint(7, 2, counters(20)),
+            LEASE,
+            at(50),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.lease.expires_at, at(80));
+    let job = jobs.get_job(a.job.id).await.unwrap().unwrap();
+    assert_eq!(
+        (job.updated_at, job.checkpoint),
+        (at(50), Some(checkpoint(7, 2, counters(20))))
+    );
+    // and after the new expiry another worker takes over
+    let b = claim(&*jobs, "b", at(80)).await;
+    assert_eq!(b.job.checkpoint, Some(checkpoint(7, 2, counters(20))));
+}
+
+async fn renewals_report_the_profile(db: &TestDb) {
+    let (profiles, commands, jobs) = (db.store.profiles(), db.store.commands(), db.store.jobs());
+    let (reauth, archived) = (profile(1, 7, at(0)), profile(2, 7, at(0)));
+    profiles.insert_profile(&reauth).await.unwrap();
+    profiles.insert_profile(&archived).await.unwrap();
+    record(&*commands, command(1, reauth.id, 1, 5), at(0)).await;
+    record(&*commands, command(2, archived.id, 1, 5), at(0)).await;
+    record(&*commands, command(3, profile_id(9), 1, 5), at(0)).await;
+    let mut held = HashMap::new();
+    while let Some(c) = try_claim(&*jobs, "w", at(1)).await {
+        held.insert(c.job.profile_id, c.lease);
+    }
+    assert_eq!(held.len(), 3);
+    let cp = checkpoint(1, 1, counters(10));
+    for lease in held.values() {
+        let renewal = jobs.heartbeat(lease, LEASE, at(2)).await.unwrap();
+        let expected = if lease.job_id == held[&profile_id(9)].job_id {
+            ProfileState::Unknown
+        } else {
+            ProfileState::Active
+        };
+        assert_eq!(renewal.profile, expected);
+    }
+
+    profiles
+        .mark_needs_reauth(reauth.id, "error 190", at(3))
+        .await
+        .unwrap();
+    assert!(profiles.archive_profile(archived.id, at(3)).await.unwrap());
+    for (profile, state) in [
+        (reauth.id, ProfileState::NeedsReauth),
+        (archived.id, ProfileState::Archived),
+        (profile_id(9), ProfileState::Unknown),
+    ] {
+        let lease = &held[&profile];
+        let heartbeat = jobs.heartbeat(lease, LEASE, at(4)).await.unwrap();
+        assert_eq!(heartbeat.profile, state, "heartbeat of {profile}");
+        let checkpointed = jobs
+            .checkpoint(&heartbeat.lease, &cp, LEASE, at(5))
+            .await
+            .unwrap();
+        assert_eq!(checkpointed.profile, state, "checkpoint of {profile}");
+        assert_eq!(checkpointed.lease.expires_at, at(35));
+    }
+    // archived and needing re-authorisation: archived wins (it is final)
+    profiles
+        .mark_needs_reauth(archived.id, "error 190", at(6))
+        .await
+        .unwrap();
+    let renewal = jobs
+        .heartbeat(&held[&archived.id], LEASE, at(6))
+        .await
+        .unwrap();
+    assert_eq!(renewal.profile, ProfileState::Archived);
 }
 
 async fn checkpoint_and_complete_update_the_file(db: &TestDb) {
@@ -709,12 +776,8 @@ async fn checkpoint_and_complete_update_the_file(db: &TestDb) {
     let c = claim(&*jobs, "w", at(1)).await;
     let other = claim(&*jobs, "w2", at(1)).await;
     assert_ne!(other.job.id, c.job.id);
-    let cp = Checkpoint {
-        session_id: 1234,
-        batches_acknowledged: 2,
-        counters: counters(20_000),
-    };
-    jobs.checkpoint(&c.lease, &cp).await.unwrap();
+    let cp = checkpoint(1234, 2, counters(20_000));
+    jobs.checkpoint(&c.lease, &cp, LEASE, at(1)).await.unwrap();
     let job = jobs.get_job(c.job.id).await.unwrap().unwrap();
     assert_eq!(job.checkpoint, Some(cp));
     let file = |command: &facebook_connector_core::domain::Command| {
@@ -796,12 +859,10 @@ async fn fail_and_requeue(db: &TestDb) {
         claimed.push(c);
     }
     assert_eq!(claimed.len(), 3);
-    let cp = Checkpoint {
-        session_id: 5,
-        batches_acknowledged: 1,
-        counters: counters(10),
-    };
-    jobs.checkpoint(&claimed[0].lease, &cp).await.unwrap();
+    let cp = checkpoint(5, 1, counters(10));
+    jobs.checkpoint(&claimed[0].lease, &cp, LEASE, at(1))
+        .await
+        .unwrap();
     jobs.fail(&claimed[0].lease, "cannot read file", &counters(10), at(2))
         .await
         .unwrap();
@@ -956,8 +1017,12 @@ async fn concurrent_claimers_never_share_a_job(db: &TestDb) {
                 let me = worker(&format!("w{i}"));
                 loop {
                     let claimed = match jobs.claim(&me, LEASE, at(1)).await {
-                        Ok(Some(c)) => c,
-                        Ok(None) => break,
+                        Ok(Claim::Job(c)) => c,
+                        // due work that other claimers were taking at the same moment
+                        Ok(Claim::Idle { next_due }) if next_due.is_some_and(|d| d <= at(1)) => {
+                            continue;
+                        }
+                        Ok(Claim::Idle { .. }) => break,
                         // a busy database is a transient error the worker retries
                         Err(e) if e.is_retryable() => continue,
                         Err(e) => panic!("claim failed: {e:?}"),
@@ -1004,7 +1069,7 @@ async fn newer_schema_is_refused(db: &TestDb) {
     again.close().await;
 
     // a newer binary migrated this database
-    sqlx_exec(
+    common::sqlx_exec(
         db,
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
          VALUES (29990101000000, 'from the future', TRUE, '\\x00', 1)",
@@ -1034,46 +1099,66 @@ async fn newer_schema_is_refused(db: &TestDb) {
     ));
 }
 
-async fn sqlx_exec(db: &TestDb, postgres: &'static str, sqlite: &'static str) {
-    if let Some(pg) = db.store.as_postgres() {
-        sqlx::query(postgres).execute(pg.pool()).await.unwrap();
-    } else if let Some(lite) = db.store.as_sqlite() {
-        sqlx::query(sqlite).execute(lite.pool()).await.unwrap();
-    }
+/// Whether a line of a query plan reads the `jobs` table (PostgreSQL: `… on jobs`; SQLite:
+/// `SCAN`/`SEARCH` of `jobs` or of the claim's aliases `j` and `r`).
+fn reads_jobs(line: &str) -> bool {
+    let step = line.trim_start_matches(|c: char| !c.is_alphabetic());
+    let sqlite = ["SCAN ", "SEARCH "].iter().any(|verb| {
+        step.strip_prefix(verb).is_some_and(|rest| {
+            ["jobs ", "j ", "r "].iter().any(|t| rest.starts_with(t)) || rest == "jobs"
+        })
+    });
+    line.contains(" on jobs ") || line.ends_with(" on jobs") || sqlite
 }
 
-async fn claim_uses_the_claimable_index(db: &TestDb) {
-    // many finished jobs and a few runnable ones
+async fn claim_reads_only_unfinished_jobs(db: &TestDb) {
+    // many finished jobs of one profile, and queued jobs of fifty profiles
     let commands = db.store.commands();
     commands
         .record_event(Revision(1), Some(command(1, profile_id(1), 2, 3)), t0())
         .await
         .unwrap();
-    sqlx_exec(
+    common::sqlx_exec(
         db,
         "INSERT INTO jobs (id, revision, position, profile_id, settings_id, file, status, \
          attempts, max_attempts, run_at, due_at, lease_generation, counters, created_at, \
-         updated_at) SELECT gen_random_uuid(), 1, g + 10, j.profile_id, j.settings_id, \
-         j.file, 'delivered', 1, 3, j.run_at, j.due_at, 1, j.counters, j.created_at, \
-         j.updated_at FROM generate_series(1, 20000) g, (SELECT * FROM jobs LIMIT 1) j",
-        "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 20000) \
+         updated_at) SELECT gen_random_uuid(), 1, g + 10, \
+         CASE WHEN g <= 20000 THEN j.profile_id ELSE gen_random_uuid() END, j.settings_id, \
+         j.file, CASE WHEN g <= 20000 THEN 'delivered' ELSE 'queued' END, 1, 3, j.run_at, \
+         j.due_at, 1, j.counters, j.created_at, j.updated_at \
+         FROM generate_series(1, 20050) g, (SELECT * FROM jobs LIMIT 1) j",
+        "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 20050) \
          INSERT INTO jobs (id, revision, position, profile_id, settings_id, file, status, \
          attempts, max_attempts, run_at, due_at, lease_generation, counters, created_at, \
-         updated_at) SELECT randomblob(16), 1, g.n + 10, j.profile_id, j.settings_id, \
-         j.file, 'delivered', 1, 3, j.run_at, j.due_at, 1, j.counters, j.created_at, \
-         j.updated_at FROM g, (SELECT * FROM jobs LIMIT 1) j",
+         updated_at) SELECT randomblob(16), 1, g.n + 10, \
+         CASE WHEN g.n <= 20000 THEN j.profile_id ELSE randomblob(16) END, j.settings_id, \
+         j.file, CASE WHEN g.n <= 20000 THEN 'delivered' ELSE 'queued' END, 1, 3, j.run_at, \
+         j.due_at, 1, j.counters, j.created_at, j.updated_at \
+         FROM g, (SELECT * FROM jobs LIMIT 1) j",
     )
     .await;
-    sqlx_exec(db, "ANALYZE jobs", "ANALYZE").await;
+    common::sqlx_exec(db, "ANALYZE jobs", "ANALYZE").await;
     let plan = if let Some(pg) = db.store.as_postgres() {
         pg.explain_claim().await.unwrap()
     } else {
         db.store.as_sqlite().unwrap().explain_claim().await.unwrap()
     };
+    eprintln!("claim plan:\n{plan}");
     assert!(
-        plan.contains("jobs_claimable_idx"),
-        "claim does not use the index:\n{plan}"
+        plan.contains("jobs_profile_due_idx"),
+        "claim does not walk the profiles of unfinished jobs:\n{plan}"
     );
+    // every read of `jobs` goes through an index that holds only unfinished jobs
+    for line in plan.lines().filter(|line| reads_jobs(line)) {
+        let partial = [
+            "jobs_profile_due_idx",
+            "jobs_running_idx",
+            "jobs_claimable_idx",
+        ]
+        .iter()
+        .any(|index| line.contains(index));
+        assert!(partial, "claim reads finished jobs: {line}\n{plan}");
+    }
     let c = try_claim(&*db.store.jobs(), "w", at(1)).await;
     assert!(c.is_some());
 }
@@ -1106,7 +1191,7 @@ async fn migrate_command_prepares_a_database(db: TestDb) {
     let status = facebook_connector_store::migrate_database(&db.url, &StoreOptions::default())
         .await
         .unwrap();
-    assert_eq!(status.applied.len(), 2, "{status:?}");
+    assert_eq!(status.applied.len(), 3, "{status:?}");
     // again: nothing to do
     let again = facebook_connector_store::migrate_database(&db.url, &StoreOptions::default())
         .await
@@ -1223,11 +1308,13 @@ async fn released_jobs_of_a_reauth_profile_wait_paused(db: &TestDb) {
     let a = claim(&*jobs, "w1", at(1)).await;
     let b = claim(&*jobs, "w2", at(1)).await;
     // the holder of the third job vanished: its lease runs out before the token breaks
-    let gone = jobs
+    let Claim::Job(gone) = jobs
         .claim(&worker("w9"), Duration::from_secs(1), at(1))
         .await
         .unwrap()
-        .unwrap();
+    else {
+        panic!("nothing to claim")
+    };
     // a and b are held: only the abandoned job is paused
     assert_eq!(
         profiles
@@ -1241,7 +1328,7 @@ async fn released_jobs_of_a_reauth_profile_wait_paused(db: &TestDb) {
     assert!(matches!(
         jobs.complete(&gone.lease, &DeliveryCounters::default(), at(3))
             .await,
-        Err(Error::Conflict { .. })
+        Err(Error::LeaseLost { .. })
     ));
 
     // a transient failure releases the job: it waits paused (the attempt counts), instead of
@@ -1278,7 +1365,7 @@ async fn released_jobs_of_a_reauth_profile_wait_paused(db: &TestDb) {
     };
     assert_eq!(
         profiles
-            .reauthorize(p.id, &token, None, &user, at(101))
+            .reauthorize(p.id, &token, &TokenMeta::default(), &user, at(101))
             .await
             .unwrap(),
         3
@@ -1298,7 +1385,7 @@ async fn stats_read_no_finished_job(db: &TestDb) {
         .unwrap();
     // finished jobs inserted behind the store's back are counted too (the triggers see every
     // write), and so are their removal and a change of state
-    sqlx_exec(
+    common::sqlx_exec(
         db,
         "INSERT INTO jobs (id, revision, position, profile_id, settings_id, file, status, \
          attempts, max_attempts, run_at, due_at, lease_generation, counters, created_at, \
@@ -1316,10 +1403,10 @@ async fn stats_read_no_finished_job(db: &TestDb) {
     )
     .await;
     let delete = "DELETE FROM jobs WHERE position IN (20, 21)";
-    sqlx_exec(db, delete, delete).await;
+    common::sqlx_exec(db, delete, delete).await;
     let update = "UPDATE jobs SET status = 'delivered' WHERE position = 30";
-    sqlx_exec(db, update, update).await;
-    sqlx_exec(db, "ANALYZE jobs", "ANALYZE").await;
+    common::sqlx_exec(db, update, update).await;
+    common::sqlx_exec(db, "ANALYZE jobs", "ANALYZE").await;
     let plan = if let Some(pg) = db.store.as_postgres() {
         pg.explain_stats().await.unwrap()
     } else {
@@ -1336,13 +1423,17 @@ async fn stats_read_no_finished_job(db: &TestDb) {
         plan.contains("jobs_open_status_idx"),
         "stats do not count from the open-jobs index:\n{plan}"
     );
-    // every access to `jobs` is a range read of the open-jobs index (PostgreSQL: `… on jobs`;
-    // SQLite: `SEARCH jobs …`, while `SCAN jobs …` reads the whole table or index)
+    // every access to `jobs` is a range read of the open-jobs index, or reads the index that
+    // holds only running jobs (PostgreSQL: `… on jobs`; SQLite: `SEARCH jobs …`, while
+    // `SCAN jobs …` reads the whole table or index)
     for line in plan.lines() {
         let step = line.trim_start_matches(|c: char| !c.is_alphabetic());
-        let reads_jobs = line.contains(" on jobs ") || step.starts_with("SCAN jobs");
-        let ranged = line.contains("jobs_open_status_idx") && !step.starts_with("SCAN");
-        assert!(!reads_jobs || ranged, "stats scan the jobs table:\n{plan}");
+        let ranged = (line.contains("jobs_open_status_idx") && !step.starts_with("SCAN"))
+            || line.contains("jobs_running_idx");
+        assert!(
+            !reads_jobs(line) || ranged,
+            "stats scan the jobs table:\n{plan}"
+        );
     }
 }
 
@@ -1370,25 +1461,74 @@ async fn upgrade_from_the_first_schema_counts_existing_jobs(db: TestDb, backend:
         Err(StoreError::SchemaBehind { .. })
     ));
 
-    // the old binary did some work
+    // the old binary did some work: a profile, a command whose files got delivered, failed,
+    // leased (until 12:01) and not yet started
     let (commands, jobs) = (db.store.commands(), db.store.jobs());
     record(&*commands, command(1, profile_id(1), 4, 3), at(0)).await;
-    let a = claim(&*jobs, "w", at(1)).await;
-    let b = claim(&*jobs, "w", at(1)).await;
-    let _c = claim(&*jobs, "w", at(1)).await;
-    jobs.complete(&a.lease, &counters(5), at(2)).await.unwrap();
-    jobs.fail(&b.lease, "bad", &counters(5), at(2))
-        .await
-        .unwrap();
+    common::sqlx_exec(
+        &db,
+        "INSERT INTO profiles (id, company_id, ad_account_id, ad_account_name, \
+         custom_audience_tos_accepted, token, token_issued_at, facebook_user_id, \
+         facebook_user_name, delivery_state, created_at, updated_at) VALUES \
+         ('0b6d9a50-0000-4a4e-9d7e-000000000001', 7, 'act_1001', 'account 1', TRUE, \
+         'k1:ciphertext-1', '2025-03-01 12:00:00+00', '555', 'Ann', 'ok', \
+         '2025-03-01 12:00:00+00', '2025-03-01 12:00:00+00')",
+        "INSERT INTO profiles (id, company_id, ad_account_id, ad_account_name, \
+         custom_audience_tos_accepted, token, token_issued_at, facebook_user_id, \
+         facebook_user_name, delivery_state, created_at, updated_at) VALUES \
+         (X'0b6d9a5000004a4e9d7e000000000001', 7, 'act_1001', 'account 1', 1, \
+         'k1:ciphertext-1', 1740830400000000, '555', 'Ann', 'ok', 1740830400000000, \
+         1740830400000000)",
+    )
+    .await;
+    let worked = "UPDATE jobs SET attempts = 1, status = CASE position WHEN 0 THEN 'delivered' \
+                  ELSE 'failed' END WHERE position IN (0, 1)";
+    common::sqlx_exec(&db, worked, worked).await;
+    common::sqlx_exec(
+        &db,
+        "UPDATE jobs SET status = 'running', attempts = 1, lease_owner = 'w', \
+         lease_generation = 1, lease_expires_at = '2025-03-01 12:01:00+00', \
+         due_at = '2025-03-01 12:01:00+00' WHERE position = 2",
+        "UPDATE jobs SET status = 'running', attempts = 1, lease_owner = 'w', \
+         lease_generation = 1, lease_expires_at = 1740830460000000, \
+         due_at = 1740830460000000 WHERE position = 2",
+    )
+    .await;
 
     let status = db.store.migrate().await.unwrap();
-    assert_eq!(status.applied.len(), 2);
+    assert_eq!(status.applied.len(), 3);
     let stats = jobs.stats().await.unwrap();
     assert_eq!(
         (stats.queued, stats.running, stats.delivered, stats.failed),
         (1, 1, 1, 1)
     );
     common::assert_stats_match_rows(&db).await;
+
+    // the old profile reads with what its row knew about the token
+    let stored = db
+        .store
+        .profiles()
+        .get_profile(profile_id(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.token_meta,
+        TokenMeta {
+            issued_at: Some(t0()),
+            ..TokenMeta::default()
+        }
+    );
+    // the new claims serve the old queue: the queued job now, the leased one once its lease
+    // ran out
+    let queued = claim(&*jobs, "w2", at(1)).await;
+    assert_eq!(queued.job.attempts, 1);
+    jobs.complete(&queued.lease, &counters(5), at(2))
+        .await
+        .unwrap();
+    assert_eq!(next_due(&*jobs, at(2)).await, Some(at(60)));
+    let leased = claim(&*jobs, "w2", at(60)).await;
+    assert_eq!((leased.job.attempts, leased.lease.generation), (2, 2));
 }
 
 #[tokio::test]

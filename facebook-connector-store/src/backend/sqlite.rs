@@ -2,7 +2,10 @@
 //! many tasks). Every write runs in a `BEGIN IMMEDIATE` transaction, so writers queue on the
 //! database lock (WAL mode, busy timeout) instead of failing on a lock upgrade.
 
+use time::OffsetDateTime;
+
 use crate::codec::{from_unix_micros, unix_micros};
+use crate::error::StoreResult;
 
 type Db = sqlx::Sqlite;
 type DbPool = sqlx::SqlitePool;
@@ -24,14 +27,22 @@ async fn begin_write(
     pool.begin_with("BEGIN IMMEDIATE").await
 }
 
-/// The oldest due job (queued and runnable, or running with an expired lease) of a profile
-/// that does not need re-authorisation. Served by the partial index `jobs_claimable_idx`;
-/// the immediate transaction makes select-then-update atomic.
-const CLAIM_SELECT: &str = "SELECT j.id, j.status, j.attempts, j.max_attempts FROM jobs j \
-     WHERE j.status IN ('queued', 'running') AND j.due_at <= $1 \
-     AND NOT EXISTS (SELECT 1 FROM profiles p WHERE p.id = j.profile_id \
-     AND p.delivery_state = 'needs_reauth') \
-     ORDER BY j.due_at, j.id LIMIT 1";
+/// The row lock a claim takes on the job it picks: none, the immediate transaction already
+/// serialises claimers.
+macro_rules! claim_lock {
+    () => {
+        ""
+    };
+}
+
+/// Forces a claim's walk over the profiles with unfinished jobs onto `jobs_profile_due_idx`:
+/// left to itself SQLite prefers the covering `jobs_profile_status_idx`, whose entries of
+/// finished jobs the walk would then step over one by one.
+macro_rules! by_profile_due {
+    () => {
+        " INDEXED BY jobs_profile_due_idx"
+    };
+}
 
 const SETTINGS_SELECT_FOR_UPDATE: &str = "SELECT audience_id, claim_owner, claim_until, \
      created_at, updated_at FROM settings WHERE id = $1";
@@ -45,21 +56,41 @@ const MIGRATIONS_TABLE_EXISTS: &str =
     "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'";
 
 /// Asks for a statement's query plan, one step a row.
+#[cfg(any(test, feature = "testkit"))]
 const EXPLAIN: &str = "EXPLAIN QUERY PLAN";
 
 /// The text of one step of a query plan.
+#[cfg(any(test, feature = "testkit"))]
 fn plan_line(row: &DbRow) -> StoreResult<String> {
-    get(row, "detail")
+    rows::get(row, "detail")
 }
 
 /// This binary's SQLite migrations.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
-include!("shared.rs");
+// The ports, written once for both backends: every file below is also a module of the other
+// backend (see `backend/mod.rs`), compiled against this module's items.
+#[macro_use]
+#[path = "shared/rows.rs"]
+mod rows;
+#[path = "shared/commands.rs"]
+mod commands;
+#[path = "shared/jobs.rs"]
+mod jobs;
+#[path = "shared/profiles.rs"]
+mod profiles;
+#[path = "shared/settings.rs"]
+mod settings;
+#[path = "shared/store.rs"]
+mod store;
+
+pub use store::SqlStore;
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
 
     use super::*;
     use crate::{Store, StoreOptions};
