@@ -94,8 +94,18 @@ impl RunArgs {
     pub fn settings(&self) -> Result<WorkerSettings, facebook_connector_host::MissingValue> {
         const RUN: &str = "run";
         let s = &self.service;
-        let token_keys = require(s.token_keys.clone(), "--token-keys", "TOKEN_ENCRYPTION_KEYS", RUN)?;
-        let app_id = require(s.facebook_app_id.clone(), "--facebook-app-id", "FACEBOOK_APP_ID", RUN)?;
+        let token_keys = require(
+            s.token_keys.clone(),
+            "--token-keys",
+            "TOKEN_ENCRYPTION_KEYS",
+            RUN,
+        )?;
+        let app_id = require(
+            s.facebook_app_id.clone(),
+            "--facebook-app-id",
+            "FACEBOOK_APP_ID",
+            RUN,
+        )?;
         let app_secret = require(
             s.facebook_app_secret.clone(),
             "--facebook-app-secret",
@@ -118,8 +128,9 @@ impl RunArgs {
             Feed::Events => FeedKind::Events,
             Feed::LegacyCommands => FeedKind::LegacyCommands,
         };
-        let narrative = NarrativeConfig::new(s.narrative_api_base_uri.clone(), client_id, client_secret)
-            .with_feed_kind(feed);
+        let narrative =
+            NarrativeConfig::new(s.narrative_api_base_uri.clone(), client_id, client_secret)
+                .with_feed_kind(feed);
         let graph = GraphConfig::new(app_id, app_secret)
             .with_base_url(s.facebook_graph_url.clone())
             .with_api_version(s.facebook_api_version.clone());

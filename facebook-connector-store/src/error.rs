@@ -293,7 +293,8 @@ mod tests {
             disposition(busy),
             Disposition::RetryLater {
                 wait: Some(Duration::from_secs(7)),
-                throttled: false
+                throttled: false,
+                uses_attempt: false,
             }
         );
         let exists = StoreError::AlreadyExists {

@@ -253,16 +253,25 @@ async fn settings_claims(db: &TestDb) {
     assert_eq!(settings.get_settings(id).await.unwrap(), None);
 
     assert_eq!(
-        settings.claim_settings(id, &a, ttl, at(0)).await.unwrap(),
+        settings
+            .claim_settings(id, &a, ttl, None, at(0))
+            .await
+            .unwrap(),
         SettingsClaim::Claimed
     );
     assert_eq!(
-        settings.claim_settings(id, &b, ttl, at(10)).await.unwrap(),
+        settings
+            .claim_settings(id, &b, ttl, None, at(10))
+            .await
+            .unwrap(),
         SettingsClaim::HeldByOther { until: at(60) }
     );
     // the holder may renew its own claim
     assert_eq!(
-        settings.claim_settings(id, &a, ttl, at(20)).await.unwrap(),
+        settings
+            .claim_settings(id, &a, ttl, None, at(20))
+            .await
+            .unwrap(),
         SettingsClaim::Claimed
     );
     assert_eq!(
@@ -272,7 +281,10 @@ async fn settings_claims(db: &TestDb) {
     );
     // the claim runs out: b takes over, and a (stale) may no longer save
     assert_eq!(
-        settings.claim_settings(id, &b, ttl, at(81)).await.unwrap(),
+        settings
+            .claim_settings(id, &b, ttl, None, at(81))
+            .await
+            .unwrap(),
         SettingsClaim::Claimed
     );
     let audience_a = AudienceId::parse("111").unwrap();
@@ -297,9 +309,40 @@ async fn settings_claims(db: &TestDb) {
         Some(saved.clone())
     );
     assert_eq!(
-        settings.claim_settings(id, &a, ttl, at(92)).await.unwrap(),
+        settings
+            .claim_settings(id, &a, ttl, None, at(92))
+            .await
+            .unwrap(),
         SettingsClaim::Existing(saved.clone())
     );
+    // the stored audience vanished: one worker gets the right to create a replacement, the
+    // others wait for it, a caller not replacing it still sees the stored settings
+    assert_eq!(
+        settings
+            .claim_settings(id, &a, ttl, Some(audience_b.clone()), at(95))
+            .await
+            .unwrap(),
+        SettingsClaim::Claimed
+    );
+    assert_eq!(
+        settings
+            .claim_settings(id, &b, ttl, Some(audience_b.clone()), at(96))
+            .await
+            .unwrap(),
+        SettingsClaim::HeldByOther { until: at(155) }
+    );
+    assert!(matches!(
+        settings.claim_settings(id, &b, ttl, None, at(96)).await.unwrap(),
+        SettingsClaim::Existing(s) if s.audience_id == audience_b
+    ));
+    // replacing an audience that is no longer the stored one changes nothing
+    assert!(matches!(
+        settings
+            .claim_settings(id, &b, ttl, Some(AudienceId::parse("999").unwrap()), at(97))
+            .await
+            .unwrap(),
+        SettingsClaim::Existing(s) if s.audience_id == audience_b
+    ));
     // overwrite (the stored audience vanished): keeps created_at
     let replaced = settings
         .save_settings(id, &audience_a, &a, at(100))
@@ -315,7 +358,7 @@ async fn settings_claims(db: &TestDb) {
     let other = settings_id(p, 2);
     assert_eq!(
         settings
-            .claim_settings(other, &a, ttl, at(0))
+            .claim_settings(other, &a, ttl, None, at(0))
             .await
             .unwrap(),
         SettingsClaim::Claimed
@@ -323,7 +366,7 @@ async fn settings_claims(db: &TestDb) {
     settings.release_settings(other, &b).await.unwrap();
     assert!(matches!(
         settings
-            .claim_settings(other, &b, ttl, at(1))
+            .claim_settings(other, &b, ttl, None, at(1))
             .await
             .unwrap(),
         SettingsClaim::HeldByOther { .. }
@@ -331,7 +374,7 @@ async fn settings_claims(db: &TestDb) {
     settings.release_settings(other, &a).await.unwrap();
     assert_eq!(
         settings
-            .claim_settings(other, &b, ttl, at(2))
+            .claim_settings(other, &b, ttl, None, at(2))
             .await
             .unwrap(),
         SettingsClaim::Claimed
@@ -349,6 +392,7 @@ async fn settings_claim_race_has_one_winner(db: &TestDb) {
                         id,
                         &worker(&format!("w{i}")),
                         Duration::from_secs(60),
+                        None,
                         at(0),
                     )
                     .await

@@ -83,7 +83,10 @@ impl fmt::Debug for ServiceArgs {
                 &redact_url(self.narrative_api_base_uri.as_str()),
             )
             .field("facebook_app_id", &self.facebook_app_id)
-            .field("facebook_app_secret", &set(self.facebook_app_secret.is_some()))
+            .field(
+                "facebook_app_secret",
+                &set(self.facebook_app_secret.is_some()),
+            )
             .field(
                 "facebook_graph_url",
                 &redact_url(self.facebook_graph_url.as_str()),

@@ -16,7 +16,10 @@ pub fn run(args: &DatabaseArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return crate::exit::failure(&e),
     };
-    match runtime.block_on(migrate_database(&args.database_url, &StoreOptions::default())) {
+    match runtime.block_on(migrate_database(
+        &args.database_url,
+        &StoreOptions::default(),
+    )) {
         Ok(status) => {
             println!("{status}");
             ExitCode::SUCCESS

@@ -35,8 +35,7 @@ pub fn install_recorder() -> Result<PrometheusHandle, BuildError> {
 }
 
 /// Whether the process can serve: the database answers.
-pub type ReadinessCheck =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+pub type ReadinessCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
 
 /// `/metrics` (Prometheus text), `/healthz` (200 while the process runs) and `/readyz` (200
 /// when `ready` says so, 503 otherwise).

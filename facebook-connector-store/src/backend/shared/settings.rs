@@ -50,6 +50,7 @@ impl SettingsStore for SqlStore {
         id: SettingsId,
         owner: &WorkerId,
         ttl: Duration,
+        replacing: Option<AudienceId>,
         now: OffsetDateTime,
     ) -> Result<SettingsClaim> {
         let until = add(now, ttl)?;
@@ -83,7 +84,11 @@ impl SettingsStore for SqlStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(StoreError::query("read settings claim"))?;
-        if let Some(existing) = settings_from_row(id, &row)? {
+        // settings whose audience vanished from Facebook count as absent for the caller that
+        // replaces it: the claim below decides who creates the replacement
+        if let Some(existing) = settings_from_row(id, &row)?
+            && replacing.as_ref() != Some(&existing.audience_id)
+        {
             tx.rollback()
                 .await
                 .map_err(StoreError::query("end claim settings"))?;
