@@ -49,6 +49,10 @@ pub struct EngineArgs {
     /// within one lease
     #[arg(long = "lease", env = "JOB_LEASE", default_value = "60s", value_parser = duration)]
     pub lease: Duration,
+    /// Read a file's next batch while earlier ones upload; `false` reproduces the original
+    /// connector's one-batch-at-a-time design (for benchmarks)
+    #[arg(long, env = "READ_AHEAD", default_value_t = true, action = clap::ArgAction::Set)]
+    pub read_ahead: bool,
 }
 
 impl EngineArgs {
@@ -60,6 +64,7 @@ impl EngineArgs {
         config.batch_size = usize::from(self.batch_size);
         config.poll_interval = self.poll_interval;
         config.lease = self.lease;
+        config.read_ahead = self.read_ahead;
         config
     }
 }

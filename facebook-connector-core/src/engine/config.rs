@@ -46,6 +46,9 @@ pub struct EngineConfig {
     pub session_max_age: Duration,
     /// How long a shutdown waits for in-flight batches and checkpoints before it stops (30 s).
     pub shutdown_grace: Duration,
+    /// Read the next batch of a file while earlier ones upload (default on; off reproduces
+    /// the original connector's one-batch-at-a-time design, for benchmarks).
+    pub read_ahead: bool,
     /// Where files are downloaded to (removed after each job); the system's temporary
     /// directory when `None`.
     pub work_dir: Option<PathBuf>,
@@ -70,6 +73,7 @@ impl EngineConfig {
             settings_claim_ttl: Duration::from_secs(120),
             session_max_age: Duration::from_secs(80 * 60),
             shutdown_grace: Duration::from_secs(30),
+            read_ahead: true,
             work_dir: None,
         }
     }

@@ -288,6 +288,7 @@ async fn deliver(
         batch_size: engine.config.batch_size,
         uploads_in_flight: engine.config.uploads_in_flight,
         session_max_age: engine.config.session_max_age,
+        read_ahead: engine.config.read_ahead,
     };
     let mut progress = JobProgress {
         engine,

@@ -170,6 +170,10 @@ pub struct FileUpload {
     pub uploads_in_flight: usize,
     /// Sessions older than this are replaced (see `EngineConfig::session_max_age`).
     pub session_max_age: Duration,
+    /// Read the next batch while earlier ones upload (the default). Off, a batch is read only
+    /// once the previous one was acknowledged: the original connector's one-thing-at-a-time
+    /// design, kept for benchmarks.
+    pub read_ahead: bool,
 }
 
 impl std::fmt::Debug for FileUpload {
@@ -179,6 +183,7 @@ impl std::fmt::Debug for FileUpload {
             .field("job_id", &self.job_id)
             .field("batch_size", &self.batch_size)
             .field("uploads_in_flight", &self.uploads_in_flight)
+            .field("read_ahead", &self.read_ahead)
             .finish_non_exhaustive()
     }
 }
@@ -202,13 +207,16 @@ impl FileUpload {
         let (tx, rx) = mpsc::channel(1);
         let skip = up.cp.counters.members_sent;
         let batch_size = self.batch_size;
+        let (demand_tx, demand_rx) = std::sync::mpsc::channel();
+        let demand = (!self.read_ahead).then_some(demand_rx);
+        up.demand = (!self.read_ahead).then_some(demand_tx);
         // A thread of its own rather than tokio's blocking pool: it lives as long as the
         // upload, mostly waiting for the uploader, and keeps parsing off the async runtime.
         // (It also leaves tokio's paused clock free to advance in tests, which a long
         // `spawn_blocking` task would hold back.)
         let spawned = std::thread::Builder::new()
             .name("fbc-record-reader".into())
-            .spawn(move || read_batches(&path, format, parser, batch_size, skip, &tx));
+            .spawn(move || read_batches(&path, format, parser, batch_size, skip, &tx, demand));
         if let Err(e) = spawned {
             return Outcome::Failed {
                 checkpoint: up.cp,
@@ -237,6 +245,10 @@ struct Uploader<'a> {
     summary: Option<ReadSummary>,
     failure: Option<Error>,
     last_counts: ReadCounts,
+    /// Without read-ahead: asks the reader for the next batch.
+    demand: Option<std::sync::mpsc::Sender<()>>,
+    /// Without read-ahead: a batch was asked for and has not arrived.
+    asked: bool,
 }
 
 impl<'a> Uploader<'a> {
@@ -263,6 +275,8 @@ impl<'a> Uploader<'a> {
             fruitless_rollovers: 0,
             summary: None,
             failure: None,
+            demand: None,
+            asked: false,
         }
     }
 
@@ -319,6 +333,16 @@ impl<'a> Uploader<'a> {
                 }
             }
             let want_batch = self.held.is_none() && self.summary.is_none() && !stopping;
+            if want_batch
+                && !self.asked
+                && self.in_flight.is_empty()
+                && let Some(demand) = &self.demand
+            {
+                // without read-ahead the next batch is read only now (a gone reader shows as
+                // a closed channel below)
+                let _ = demand.send(());
+                self.asked = true;
+            }
             tokio::select! {
                 biased;
                 () = control.abort.cancelled() => {}
@@ -337,6 +361,7 @@ impl<'a> Uploader<'a> {
                 }
                 msg = rx.recv(), if want_batch => match msg {
                     Some(ReaderMsg::Batch(batch)) => {
+                        self.asked = false;
                         progress.read(&batch.cut);
                         self.held = Some(batch);
                     }
@@ -532,7 +557,8 @@ impl<'a> Uploader<'a> {
 }
 
 /// The reader: opens the file, skips `skip` sendable members, and sends batches (each one
-/// held back until the next member or the end shows whether it is the last).
+/// held back until the next member or the end shows whether it is the last). With `demand`,
+/// it starts each batch only when the uploader asks for one.
 fn read_batches(
     path: &std::path::Path,
     format: RecordFormat,
@@ -540,8 +566,13 @@ fn read_batches(
     batch_size: usize,
     skip: u64,
     tx: &mpsc::Sender<ReaderMsg>,
+    demand: Option<std::sync::mpsc::Receiver<()>>,
 ) {
     let send = |msg: ReaderMsg| tx.blocking_send(msg).is_ok();
+    let asked = || demand.as_ref().is_none_or(|d| d.recv().is_ok());
+    if !asked() {
+        return;
+    }
     let mut reader = match RecordReader::open(path, format, parser) {
         Ok(reader) => reader,
         Err(error) => {
@@ -579,11 +610,11 @@ fn read_batches(
                         None
                     } else {
                         if let Some((payload, cut)) = ready.take()
-                            && !send(ReaderMsg::Batch(Batch {
+                            && !(send(ReaderMsg::Batch(Batch {
                                 payload,
                                 last: false,
                                 cut,
-                            }))
+                            })) && asked())
                         {
                             return;
                         }

@@ -215,6 +215,8 @@ impl AudienceSink for RecordingSink {
 pub(crate) struct Recorder {
     pub checkpoints: Vec<Checkpoint>,
     pub acks: Vec<BatchAck>,
+    /// "read" when a batch reached the uploader, "ack" when one was acknowledged.
+    pub events: Vec<&'static str>,
     pub fail_at: Option<usize>,
     /// Cancels this token after the n-th checkpoint (a crash right after it).
     pub abort_after: Option<(usize, Control)>,
@@ -237,6 +239,11 @@ impl Progress for Recorder {
 
     fn acknowledged(&mut self, ack: &BatchAck) {
         self.acks.push(*ack);
+        self.events.push("ack");
+    }
+
+    fn read(&mut self, _counts: &super::pipeline::ReadCounts) {
+        self.events.push("read");
     }
 }
 
@@ -282,6 +289,7 @@ pub(crate) fn upload(
         batch_size: batch,
         uploads_in_flight: in_flight,
         session_max_age: Duration::from_secs(80 * 60),
+        read_ahead: true,
     }
 }
 
@@ -369,6 +377,53 @@ async fn a_file_goes_in_one_session_in_full_batches_with_the_session_rules() {
         .collect();
     assert!(prefixes.windows(2).all(|w| w[0] <= w[1]), "{prefixes:?}");
     assert_eq!(progress.acks.iter().map(|a| a.rows).sum::<u64>(), 2_248);
+}
+
+// Real time (see above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_read_ahead_one_batch_at_a_time() {
+    let file = legacy_file(1_000, &[]);
+    let sink = Arc::new(RecordingSink::with_latency(Duration::from_millis(20)));
+    let job = JobId::new_v7();
+    let mut up = upload(sink.clone(), job, 100, 4);
+    up.uploads_in_flight = 1;
+    up.read_ahead = false;
+    let mut progress = Recorder::default();
+    let cp = delivered(
+        run(
+            &up,
+            &file,
+            Checkpoint::start(job),
+            &mut progress,
+            &Control::default(),
+        )
+        .await,
+    );
+    assert_eq!(cp.counters.members_sent, 900);
+    let s = sink.state();
+    assert!(s.violations.is_empty(), "{:?}", s.violations);
+    assert_eq!(s.max_in_flight, 1);
+    assert_eq!(s.calls.len(), 9);
+    // each batch is read only after the previous one was acknowledged
+    let expected: Vec<&str> = std::iter::repeat_n(["read", "ack"], 9).flatten().collect();
+    assert_eq!(progress.events, expected);
+    drop(s);
+    // with read-ahead, the next batch is already there while one uploads
+    let sink = Arc::new(RecordingSink::with_latency(Duration::from_millis(20)));
+    let mut up = upload(sink, job, 100, 1);
+    up.read_ahead = true;
+    let mut ahead = Recorder::default();
+    delivered(
+        run(
+            &up,
+            &file,
+            Checkpoint::start(job),
+            &mut ahead,
+            &Control::default(),
+        )
+        .await,
+    );
+    assert_ne!(ahead.events, expected);
 }
 
 #[tokio::test(start_paused = true)]
