@@ -264,7 +264,11 @@ fn write_table(mut out: impl Write, commands: &[Command]) -> CliResult {
             if line.files.len() == 1 { "" } else { "s" },
             line.created_at,
         )?;
-        writeln!(out, "  profile {}  settings {}", line.profile_id, line.settings_id)?;
+        writeln!(
+            out,
+            "  profile {}  settings {}",
+            line.profile_id, line.settings_id
+        )?;
         if line.files.is_empty() {
             writeln!(out, "  (no files)")?;
             continue;

@@ -129,7 +129,11 @@ async fn retry(store: &Store, revision: Revision, file: Option<&str>) -> Outcome
                  session {}); they are not sent again",
                 cp.counters.members_sent,
                 cp.batches_acknowledged,
-                if cp.batches_acknowledged == 1 { "" } else { "es" },
+                if cp.batches_acknowledged == 1 {
+                    ""
+                } else {
+                    "es"
+                },
                 cp.session_id
             ),
             _ => "starts from the beginning (no batch was acknowledged)".to_owned(),
@@ -177,7 +181,7 @@ fn pick<'c>(command: &'c Command, name: &str) -> Result<&'c CommandFile, Refusal
     match found.as_slice() {
         [one] => Ok(one),
         [] => {
-            let names: Vec<String> = command.files.iter().map(|f| describe(f)).collect();
+            let names: Vec<String> = command.files.iter().map(describe).collect();
             Err(Refusal(format!(
                 "revision {} has no file named {name:?}; its files: {}",
                 command.revision,
@@ -211,11 +215,7 @@ async fn refuse(
     command: &Command,
     file: &CommandFile,
 ) -> Result<Option<Refusal>, facebook_connector_core::Error> {
-    let what = format!(
-        "file {} of revision {}",
-        describe(file),
-        command.revision
-    );
+    let what = format!("file {} of revision {}", describe(file), command.revision);
     Ok(match &file.status {
         FileStatus::Failed { .. } | FileStatus::Paused { .. } => None,
         FileStatus::Delivered => Some(Refusal(format!(

@@ -117,7 +117,9 @@ pub struct UploadArgs {
 
 /// A missing `FACEBOOK_ACCESS_TOKEN`.
 #[derive(Debug, thiserror::Error)]
-#[error("missing {ACCESS_TOKEN_ENV} (environment): required by `upload` (the user token of the audience's ad account)")]
+#[error(
+    "missing {ACCESS_TOKEN_ENV} (environment): required by `upload` (the user token of the audience's ad account)"
+)]
 struct MissingToken;
 
 /// Why an upload could not start.
@@ -271,7 +273,10 @@ async fn upload(args: &UploadArgs, format: RecordFormat, settings: Settings) -> 
         else {
             break outcome;
         };
-        let Disposition::RetryLater { wait, throttled, .. } = error.disposition() else {
+        let Disposition::RetryLater {
+            wait, throttled, ..
+        } = error.disposition()
+        else {
             break outcome;
         };
         waits += 1;
@@ -473,10 +478,7 @@ impl Terminal {
     }
 
     fn update(&mut self) {
-        let message = format!(
-            "{} batches · {} members sent",
-            self.batches, self.members
-        );
+        let message = format!("{} batches · {} members sent", self.batches, self.members);
         if let Some(bar) = &self.bar {
             if let Some(estimate) = self.estimate {
                 bar.set_length(estimate.max(self.records));
@@ -551,13 +553,7 @@ impl Report<'_> {
             self.audience_name,
             self.target.ad_account
         );
-        self.counters(&mut s, cp);
-        records::rejections(
-            &mut s,
-            summary.counts.rejected_lines,
-            &summary.rejected_line_numbers,
-            &summary.field_rejections,
-        );
+        self.counters(&mut s, cp, Some(summary));
         s
     }
 
@@ -568,10 +564,8 @@ impl Report<'_> {
             self.progress.batches,
             self.file.display()
         );
-        self.counters(&mut s, cp);
-        s.push_str(
-            "running `upload` again sends the whole file again, in a new upload session\n",
-        );
+        self.counters(&mut s, cp, None);
+        s.push_str("running `upload` again sends the whole file again, in a new upload session\n");
         s
     }
 
@@ -581,12 +575,13 @@ impl Report<'_> {
             self.progress.batches,
             self.file.display()
         );
-        self.counters(&mut s, cp);
+        self.counters(&mut s, cp, None);
         s
     }
 
-    /// The counters up to the last acknowledged batch, Facebook's receipts and the rate.
-    fn counters(&self, s: &mut String, cp: &Checkpoint) {
+    /// The counters up to the last acknowledged batch (with the rejected lines and fields of
+    /// the whole file once it was read to the end), Facebook's receipts and the rate.
+    fn counters(&self, s: &mut String, cp: &Checkpoint, read: Option<&ReadSummary>) {
         use std::fmt::Write as _;
         let c = &cp.counters;
         let elapsed = self.progress.started.elapsed();
@@ -595,6 +590,14 @@ impl Report<'_> {
             "records read: {} ({} rejected lines, {} unmatchable)",
             c.records_read, c.rejected_lines, c.unmatchable
         );
+        if let Some(read) = read {
+            records::rejections(
+                s,
+                read.counts.rejected_lines,
+                &read.rejected_line_numbers,
+                &read.field_rejections,
+            );
+        }
         let _ = writeln!(
             s,
             "members sent: {} in {} batches (upload session {}{})",
