@@ -2,7 +2,8 @@
 //! on PostgreSQL (a fresh database per test) and SQLite.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-// the store's own test helpers: fresh databases per backend, sample profiles and commands
+// the store's own contract-test helpers (fresh databases per backend, sample profiles and
+// commands, `contract!`), not this crate's tests/common: its macro expects them as `common`
 #[macro_use]
 #[path = "../../facebook-connector-store/tests/common/mod.rs"]
 mod common;

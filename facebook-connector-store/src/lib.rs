@@ -100,6 +100,8 @@ mod cipher;
 mod codec;
 mod error;
 mod schema;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 use std::str::FromStr;
 use std::sync::Arc;

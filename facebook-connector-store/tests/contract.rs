@@ -1323,8 +1323,12 @@ async fn sqlite_in_memory_works() {
 
 #[tokio::test]
 async fn connection_errors_and_debug_never_show_the_password() {
-    let url = common::with_database(
-        &common::admin_url().replacen("postgres://postgres@", "postgres://postgres:hunter2@", 1),
+    let url = facebook_connector_store::testkit::with_database(
+        &facebook_connector_store::testkit::admin_url().replacen(
+            "postgres://postgres@",
+            "postgres://postgres:hunter2@",
+            1,
+        ),
         "fbc_no_such_database_for_tests",
     );
     let err = Store::connect(&url, &StoreOptions::default())

@@ -25,6 +25,9 @@ use super::Inner;
 use super::backoff;
 use super::pipeline::{BatchAck, Control, FileUpload, Outcome, Progress, ReadCounts, ReadSummary};
 
+/// How soon a job whose target another worker is busy with looks again.
+const BUSY_RECHECK: Duration = Duration::from_secs(2);
+
 /// How a job's run ended, as the queue was told.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobEnd {
@@ -190,27 +193,37 @@ pub(crate) async fn run(
         "job started"
     );
     engine.observer.job_started(&job);
-    let heartbeat = tokio::spawn(heartbeat(
+    // both helpers end with the job, also when the job's task is dropped (a host aborting it)
+    let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(
         engine.ports.jobs.clone(),
         engine.ports.clock.clone(),
         engine.config.lease,
         shared.clone(),
-    ));
+    )));
     let on_drain = {
         let shared = shared.clone();
         let drain = drain.clone();
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             drain.cancelled().await;
             shared.stop(Halt::Shutdown);
-        })
+        }))
     };
     let mut context = None;
     let result = deliver(engine, &job, &shared, &mut context).await;
-    heartbeat.abort();
-    on_drain.abort();
+    drop(heartbeat);
+    drop(on_drain);
     let report = finish(engine, &job, &shared, context.as_ref(), result).await;
     engine.observer.job_finished(&report);
     report
+}
+
+/// Aborts a helper task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What `deliver` learnt that the end of the job needs.
@@ -505,7 +518,10 @@ async fn by_disposition(
                 }
                 defer(engine, shared, until, reason).await
             } else if !uses_attempt {
-                let until = now + backoff::honour(wait, Duration::from_secs(5));
+                // another worker is busy with the same target (creating its audience): that
+                // takes a second or two, so look again soon rather than when its claim ends
+                let soon = wait.unwrap_or(BUSY_RECHECK).min(BUSY_RECHECK);
+                let until = now + backoff::honour(Some(soon), BUSY_RECHECK);
                 defer(engine, shared, until, reason).await
             } else {
                 let step = backoff::exponential(

@@ -12,7 +12,9 @@
 
 use secrecy::SecretString;
 
-use crate::domain::{AudienceId, DeliveryEvent, Job, QuickSettings, SettingsId, StoredProfile};
+use crate::domain::{
+    AudienceId, DeliveryEvent, Job, QuickSettings, SettingsId, StoredProfile, WorkerId,
+};
 use crate::error::{Error, Result};
 use crate::ports::SettingsClaim;
 
@@ -66,7 +68,7 @@ pub(crate) async fn resolve(
             source: None,
         });
     }
-    create(engine, job.settings_id, profile, token, &quick, vanished).await
+    create(engine, job, profile, token, &quick, vanished).await
 }
 
 async fn exists(engine: &Inner, token: &SecretString, id: &AudienceId) -> Result<bool> {
@@ -98,14 +100,17 @@ async fn quick_settings(engine: &Inner, job: &Job) -> Result<QuickSettings> {
 
 async fn create(
     engine: &Inner,
-    id: SettingsId,
+    job: &Job,
     profile: &StoredProfile,
     token: &SecretString,
     quick: &QuickSettings,
     vanished: Option<AudienceId>,
 ) -> Result<AudienceId> {
     let ports = &engine.ports;
-    let owner = &engine.config.worker_id;
+    let id = job.settings_id;
+    // the claim is the job's, not the worker's: two jobs of one target on one worker must not
+    // both hold it
+    let owner = &WorkerId(format!("{}/{}", engine.config.worker_id, job.id));
     let now = ports.clock.now();
     match ports
         .settings

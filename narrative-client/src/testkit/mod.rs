@@ -401,6 +401,12 @@ impl FakeMarketplace {
         self.state().grants.clone()
     }
 
+    /// The revision of the newest event or command added, if any.
+    pub fn last_revision(&self) -> Option<Revision> {
+        let last = self.state().last_revision;
+        (last > 0).then_some(Revision(last))
+    }
+
     fn next_revision(state: &mut State) -> u64 {
         state.last_revision += 1;
         state.last_revision
