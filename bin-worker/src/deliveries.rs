@@ -65,6 +65,14 @@ pub struct DeliveriesArgs {
 
 /// Runs `deliveries`; returns the exit status.
 pub fn main(args: &DeliveriesArgs) -> ExitCode {
+    block_on(run(args))
+}
+
+/// Runs an operator command on a single-threaded runtime: its exit status, or exit status 1
+/// with the error's chain on stderr.
+pub(crate) fn block_on(
+    command: impl Future<Output = Result<ExitCode, Box<dyn std::error::Error + Send + Sync>>>,
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -72,7 +80,7 @@ pub fn main(args: &DeliveriesArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return exit::failure(&e),
     };
-    match runtime.block_on(run(args)) {
+    match runtime.block_on(command) {
         Ok(code) => code,
         Err(e) => exit::failure(e.as_ref()),
     }

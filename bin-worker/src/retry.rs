@@ -9,10 +9,10 @@ use std::process::ExitCode;
 
 use facebook_connector_core::domain::{Command, CommandFile, FileStatus, JobStatus, Revision};
 use facebook_connector_core::ports::{Clock, SystemClock};
-use facebook_connector_host::{DatabaseArgs, exit};
+use facebook_connector_host::DatabaseArgs;
 use facebook_connector_store::{Store, StoreOptions};
 
-use crate::deliveries::snapshot_id;
+use crate::deliveries::{block_on, snapshot_id};
 
 /// `retry`'s flags.
 #[derive(Debug, clap::Args)]
@@ -33,24 +33,18 @@ struct Refusal(String);
 
 /// Runs `retry`; returns the exit status.
 pub fn main(args: &RetryArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return exit::failure(&e),
-    };
-    match runtime.block_on(run(args)) {
-        Ok(Ok(report)) => {
-            print!("{report}");
-            ExitCode::SUCCESS
-        }
-        Ok(Err(Refusal(why))) => {
-            eprintln!("error: {why}");
-            ExitCode::FAILURE
-        }
-        Err(e) => exit::failure(e.as_ref()),
-    }
+    block_on(async {
+        Ok(match run(args).await? {
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(Refusal(why)) => {
+                eprintln!("error: {why}");
+                ExitCode::FAILURE
+            }
+        })
+    })
 }
 
 type Outcome = Result<Result<String, Refusal>, Box<dyn std::error::Error + Send + Sync>>;

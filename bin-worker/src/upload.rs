@@ -23,7 +23,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use facebook_connector_core::Disposition;
 use facebook_connector_core::domain::{
     AdAccountId, AudienceId, Checkpoint, JobId, Received, RecordFormat,
 };
@@ -35,14 +34,12 @@ use facebook_connector_core::error::display_chain;
 use facebook_connector_core::normalize::ParserConfig;
 use facebook_connector_core::ports::{SystemClock, UploadTarget};
 use facebook_connector_core::source::is_parquet_path;
-use facebook_connector_host::config::{
-    DEFAULT_FACEBOOK_API_VERSION, DEFAULT_FACEBOOK_GRAPH_URL, secret,
-};
-use facebook_connector_host::{MissingValue, exit, require};
+use facebook_connector_core::{Disposition, Error};
+use facebook_connector_host::config::secret;
+use facebook_connector_host::{MissingValue, ServiceArgs, exit, require};
 use facebook_marketing::{GraphClient, GraphConfig};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use secrecy::SecretString;
-use url::Url;
 
 use crate::cli::Format;
 use crate::records;
@@ -58,39 +55,18 @@ const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
 /// How often a plain progress line is printed when stderr is not a terminal.
 const PLAIN_EVERY: Duration = Duration::from_secs(2);
 
-/// The Facebook app flags `upload` needs (the names and variables of operations.md; `serve`
-/// and `run` take the same ones with the rest of their configuration).
-#[derive(Clone, clap::Args)]
-pub struct FacebookAppArgs {
-    /// The Facebook app's id (required by `upload`)
-    #[arg(long, env = "FACEBOOK_APP_ID")]
-    pub facebook_app_id: Option<String>,
-    /// The Facebook app's secret, for `appsecret_proof` (required by `upload`)
-    #[arg(long, env = "FACEBOOK_APP_SECRET", hide_env_values = true, value_parser = secret)]
-    pub facebook_app_secret: Option<SecretString>,
-    /// Base URL of the Graph API, without the version
-    #[arg(long, env = "FACEBOOK_GRAPH_URL", default_value = DEFAULT_FACEBOOK_GRAPH_URL)]
-    pub facebook_graph_url: Url,
-    /// Graph API version
-    #[arg(long, env = "FACEBOOK_API_VERSION", default_value = DEFAULT_FACEBOOK_API_VERSION)]
-    pub facebook_api_version: String,
-}
-
-impl std::fmt::Debug for FacebookAppArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FacebookAppArgs")
-            .field("facebook_app_id", &self.facebook_app_id)
-            .field(
-                "facebook_graph_url",
-                &facebook_connector_host::config::redact_url(self.facebook_graph_url.as_str()),
-            )
-            .field("facebook_api_version", &self.facebook_api_version)
-            .finish_non_exhaustive()
-    }
-}
-
-/// `upload`'s flags.
+/// `upload`'s flags. The Facebook app flags are the shared ones of `serve` and `run`; the
+/// database and token-key flags among them mean nothing here and are hidden.
 #[derive(Debug, clap::Args)]
+#[command(
+    mut_arg("database_url", |a| a.hide(true)),
+    mut_arg("token_keys", |a| a.hide(true)),
+    mut_arg("narrative_api_base_uri", |a| a.hide(true)),
+    mut_arg("facebook_app_id", |a| a.help("The Facebook app's id (required by `upload`)")),
+    mut_arg("facebook_app_secret", |a| {
+        a.help("The Facebook app's secret, for `appsecret_proof` (required by `upload`)")
+    }),
+)]
 pub struct UploadArgs {
     /// The Custom Audience the members go to
     #[arg(long, value_name = "ID")]
@@ -112,7 +88,7 @@ pub struct UploadArgs {
           value_parser = clap::value_parser!(u16).range(1..=16))]
     pub uploads_in_flight: u16,
     #[command(flatten)]
-    pub facebook: FacebookAppArgs,
+    pub service: ServiceArgs,
 }
 
 /// A missing `FACEBOOK_ACCESS_TOKEN`.
@@ -160,7 +136,7 @@ impl UploadArgs {
             .ok()
             .and_then(|t| secret(&t).ok())
             .ok_or(MissingToken)?;
-        let f = &self.facebook;
+        let f = &self.service;
         let app_id: Result<String, MissingValue> = require(
             f.facebook_app_id.clone(),
             "--facebook-app-id",
@@ -273,22 +249,13 @@ async fn upload(args: &UploadArgs, format: RecordFormat, settings: Settings) -> 
         else {
             break outcome;
         };
-        let Disposition::RetryLater {
-            wait, throttled, ..
-        } = error.disposition()
-        else {
+        waits += 1;
+        let Some(pause) = wait_before_resuming(error, waits) else {
             break outcome;
         };
-        waits += 1;
-        if waits > MAX_WAITS {
-            break outcome;
-        }
-        let pause = wait
-            .unwrap_or(Duration::from_secs(15) * 2u32.pow(waits - 1))
-            .min(MAX_WAIT);
         progress.say(&format!(
             "{} after {} members: waiting {} before going on ({waits} of {MAX_WAITS}): {}",
-            if throttled {
+            if matches!(error, Error::Throttled { .. }) {
                 "facebook throttles this ad account"
             } else {
                 "facebook did not answer"
@@ -335,6 +302,21 @@ async fn upload(args: &UploadArgs, format: RecordFormat, settings: Settings) -> 
             ExitCode::FAILURE
         }
     }
+}
+
+/// How long to wait before the `waits`-th resume after `error` (counting from 1), if the
+/// upload should go on at all: only after a rate limit or a transient failure, at most
+/// [`MAX_WAITS`] times, Facebook's estimate when it gave one (else 15 s doubling), never more
+/// than [`MAX_WAIT`].
+fn wait_before_resuming(error: &Error, waits: u32) -> Option<Duration> {
+    let Disposition::RetryLater { wait, .. } = error.disposition() else {
+        return None;
+    };
+    if waits == 0 || waits > MAX_WAITS {
+        return None;
+    }
+    let backoff = Duration::from_secs(15).saturating_mul(2u32.saturating_pow(waits - 1));
+    Some(wait.unwrap_or(backoff).min(MAX_WAIT))
 }
 
 /// The audience's ad account (and name), from Facebook.
@@ -619,5 +601,85 @@ impl Report<'_> {
             0.0
         };
         let _ = writeln!(s, "time: {secs:.1} s ({rate:.0} records/s)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn throttled(wait: Option<Duration>) -> Error {
+        Error::Throttled {
+            retry_after: wait,
+            source: "throttled".into(),
+        }
+    }
+
+    #[test]
+    fn only_rate_limits_and_outages_are_waited_out_a_few_times() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(
+            wait_before_resuming(&throttled(Some(minute)), 1),
+            Some(minute)
+        );
+        assert_eq!(
+            wait_before_resuming(&throttled(Some(Duration::from_secs(3600))), 1),
+            Some(MAX_WAIT),
+            "never longer than MAX_WAIT"
+        );
+        let outage = Error::transient(std::io::Error::other("connection reset"));
+        let waits: Vec<Option<Duration>> = (1..=MAX_WAITS + 1)
+            .map(|n| wait_before_resuming(&outage, n))
+            .collect();
+        assert_eq!(
+            waits,
+            [15, 30, 60, 120, 240]
+                .map(|s| Some(Duration::from_secs(s)))
+                .into_iter()
+                .chain([None])
+                .collect::<Vec<_>>()
+        );
+        let refused = Error::Rejected {
+            reason: "invalid schema".into(),
+            source: None,
+        };
+        assert_eq!(wait_before_resuming(&refused, 1), None);
+        let token = Error::InvalidToken {
+            source: "expired".into(),
+        };
+        assert_eq!(wait_before_resuming(&token, 1), None);
+    }
+
+    #[test]
+    fn the_record_estimate_counts_lines_of_small_files_and_scales_large_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = dir.path().join("small.jsonl");
+        std::fs::write(&small, "{}\n{}\n{}").unwrap();
+        assert_eq!(estimate_records(&small, 8), Some(3));
+        let large = dir.path().join("large.jsonl");
+        let line = format!("{{\"data\": {{\"raw_email\": \"{}\"}}}}\n", "a".repeat(40));
+        let lines = (5 << 20) / line.len();
+        std::fs::write(&large, line.repeat(lines)).unwrap();
+        let size = std::fs::metadata(&large).unwrap().len();
+        let estimate = estimate_records(&large, size).unwrap() as f64;
+        assert!(
+            (estimate / lines as f64 - 1.0).abs() < 0.01,
+            "{estimate} vs {lines}"
+        );
+    }
+
+    #[test]
+    fn the_record_estimate_of_parquet_is_its_row_count() {
+        use arrow_array::{ArrayRef, RecordBatch, StringArray};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part-0.parquet");
+        let emails: ArrayRef = Arc::new(StringArray::from(vec!["a@x.org"; 1234]));
+        let batch = RecordBatch::try_from_iter([("raw_email", emails)]).unwrap();
+        let file = std::fs::File::create(&path).unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(estimate_records(&path, size), Some(1234));
     }
 }

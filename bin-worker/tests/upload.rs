@@ -179,41 +179,42 @@ fn dry_run_prints_exactly_what_payload_prints_and_needs_no_token() {
     }
 }
 
+/// `upload` of the sample with `env` set: its exit status and stderr.
+fn upload_with(env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = worker();
+    cmd.args([
+        "upload",
+        "--audience-id",
+        "23850000000000001",
+        "--format",
+        "legacy",
+    ])
+    .arg(sample());
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    let output = cmd.output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
 #[test]
 fn a_missing_token_or_app_secret_is_a_one_line_error_with_status_2() {
-    let missing_token = worker()
-        .args([
-            "upload",
-            "--audience-id",
-            "23850000000000001",
-            "--format",
-            "legacy",
-        ])
-        .arg(sample())
-        .env("FACEBOOK_APP_ID", APP_ID)
-        .env("FACEBOOK_APP_SECRET", APP_SECRET)
-        .output()
-        .unwrap();
-    assert_eq!(missing_token.status.code(), Some(2));
-    let stderr = String::from_utf8(missing_token.stderr).unwrap();
+    let (status, stderr) = upload_with(&[
+        ("FACEBOOK_APP_ID", APP_ID),
+        ("FACEBOOK_APP_SECRET", APP_SECRET),
+    ]);
+    assert_eq!(status, Some(2));
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("FACEBOOK_ACCESS_TOKEN"), "{stderr}");
 
-    let missing_secret = worker()
-        .args([
-            "upload",
-            "--audience-id",
-            "23850000000000001",
-            "--format",
-            "legacy",
-        ])
-        .arg(sample())
-        .env("FACEBOOK_ACCESS_TOKEN", "some-user-token")
-        .env("FACEBOOK_APP_ID", APP_ID)
-        .output()
-        .unwrap();
-    assert_eq!(missing_secret.status.code(), Some(2));
-    let stderr = String::from_utf8(missing_secret.stderr).unwrap();
+    let (status, stderr) = upload_with(&[
+        ("FACEBOOK_ACCESS_TOKEN", "some-user-token"),
+        ("FACEBOOK_APP_ID", APP_ID),
+    ]);
+    assert_eq!(status, Some(2));
     assert_eq!(
         stderr.trim(),
         "error: missing --facebook-app-secret (environment FACEBOOK_APP_SECRET): required by `upload`"
