@@ -50,6 +50,27 @@ enum Command {
     },
     /// Apply the database migrations (safe to repeat; refuses a newer schema)
     Migrate(DatabaseArgs),
+    /// Upload one local file straight into a Custom Audience
+    ///
+    /// The user token comes from FACEBOOK_ACCESS_TOKEN; FACEBOOK_APP_ID and FACEBOOK_APP_SECRET
+    /// (or their flags) are needed too. Uses the delivery engine's batching, upload sessions and
+    /// retries. A progress bar on a terminal, plain lines otherwise (stderr); a summary with
+    /// Facebook's receipts on stdout. Ctrl-C stops after the batches in flight (exit 130).
+    /// `--dry-run` prints the payloads exactly as `payload` does and sends nothing.
+    Upload(Box<crate::upload::UploadArgs>),
+    /// List deliveries: commands newest first with each file's status, reason and counters
+    ///
+    /// A table by default; `--json` prints one JSON object per command and line:
+    /// {revision, profile_id, settings_id, created_at, files: [{file, snapshot_id (dataset
+    /// files), status, reason, attempts, records_read, rejected_lines, unmatchable,
+    /// members_sent, facebook_received, facebook_invalid}]}.
+    Deliveries(crate::deliveries::DeliveriesArgs),
+    /// Put a revision's failed or paused files (or one file) back in the queue
+    ///
+    /// Each file keeps its checkpoint: batches Facebook acknowledged are not sent again.
+    /// Refuses (exit 1) a delivered file, a file still pending or running, and an unknown
+    /// revision or file name.
+    Retry(crate::retry::RetryArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -62,9 +83,12 @@ struct InputArgs {
     file: Option<PathBuf>,
 }
 
+/// The record shapes of normalization.md, as `--format` names them.
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum Format {
+pub enum Format {
+    /// `{"data": {...}}` JSON lines.
     Legacy,
+    /// Attributes at the top level (JSON lines or Parquet columns).
     Dataset,
 }
 
@@ -84,6 +108,9 @@ pub fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Run(args) => return crate::run::main(&args),
         Command::Migrate(database) => return facebook_connector_host::migrate::run(&database),
+        Command::Upload(args) => return crate::upload::main(&args),
+        Command::Deliveries(args) => return crate::deliveries::main(&args),
+        Command::Retry(args) => return crate::retry::main(&args),
         Command::Parse(input) => records::parse(input.file.as_deref(), input.format.into()),
         Command::Payload { input, batch_size } => records::payload(
             input.file.as_deref(),

@@ -3,6 +3,9 @@
 //! benchmarks and the `demo` wire the engine exactly as `run` does ([`wiring`]).
 
 pub mod cli;
+pub mod deliveries;
 pub mod records;
+pub mod retry;
 pub mod run;
+pub mod upload;
 pub mod wiring;

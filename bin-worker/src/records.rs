@@ -1,5 +1,6 @@
 //! `parse` and `payload`: the parser and payload builder on files, for people and tests.
 
+use std::collections::BTreeMap;
 use std::error::Error as StdError;
 use std::io::{self, BufRead, Write};
 use std::path::Path;
@@ -143,14 +144,32 @@ pub fn summary(stats: &ParseStats, batches: Option<u64>) -> String {
         stats.members(),
         stats.unmatchable()
     );
-    let _ = write!(s, "rejected lines: {}", stats.rejected_lines());
-    if stats.rejected_lines() > 0 {
-        let numbers: Vec<String> = stats
-            .rejected_line_numbers()
-            .iter()
-            .map(u64::to_string)
-            .collect();
-        let more = stats.rejected_lines() - stats.rejected_line_numbers().len() as u64;
+    rejections(
+        &mut s,
+        stats.rejected_lines(),
+        stats.rejected_line_numbers(),
+        &stats.field_rejection_counts(),
+    );
+    if let Some(batches) = batches {
+        let _ = writeln!(s, "batches: {batches}");
+    }
+    let _ = writeln!(s, "lines or rows read: {lines}");
+    s
+}
+
+/// The `rejected lines: …` and `field rejections: …` lines of a summary (`parse`, `payload`,
+/// `upload`): the numbers of the first rejected lines, and the rejected values per field.
+pub fn rejections(
+    s: &mut String,
+    rejected_lines: u64,
+    line_numbers: &[u64],
+    fields: &BTreeMap<&'static str, u64>,
+) {
+    use std::fmt::Write as _;
+    let _ = write!(s, "rejected lines: {rejected_lines}");
+    if rejected_lines > 0 {
+        let numbers: Vec<String> = line_numbers.iter().map(u64::to_string).collect();
+        let more = rejected_lines.saturating_sub(line_numbers.len() as u64);
         let _ = write!(s, " (line {}", numbers.join(", "));
         if more > 0 {
             let _ = write!(s, " and {more} more");
@@ -158,18 +177,12 @@ pub fn summary(stats: &ParseStats, batches: Option<u64>) -> String {
         s.push(')');
     }
     s.push('\n');
-    let rejections = stats.field_rejection_counts();
-    if rejections.is_empty() {
+    if fields.is_empty() {
         s.push_str("field rejections: none\n");
     } else {
-        let _ = writeln!(s, "field rejections: {}", stats.total_field_rejections());
-        for (field, count) in rejections {
+        let _ = writeln!(s, "field rejections: {}", fields.values().sum::<u64>());
+        for (field, count) in fields {
             let _ = writeln!(s, "  {field}: {count}");
         }
     }
-    if let Some(batches) = batches {
-        let _ = writeln!(s, "batches: {batches}");
-    }
-    let _ = writeln!(s, "lines or rows read: {lines}");
-    s
 }

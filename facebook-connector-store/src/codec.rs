@@ -71,14 +71,33 @@ pub(crate) fn job_status_from_db(value: &str) -> StoreResult<JobStatus> {
     })
 }
 
-/// The command file status a job's state stands for.
-pub(crate) fn file_status(status: JobStatus, last_error: Option<&str>) -> FileStatus {
-    match status {
-        JobStatus::Delivered => FileStatus::Delivered,
-        JobStatus::Failed => FileStatus::Failed {
+/// What the profile of a job says about it: `Some(reason)` when it needs re-authorisation.
+pub(crate) type ReauthReason<'a> = Option<Option<&'a str>>;
+
+/// The command file status a job's state stands for: an unfinished job of a profile that
+/// needs re-authorisation is `paused` (a running one pauses when its worker notices).
+pub(crate) fn file_status(
+    status: JobStatus,
+    last_error: Option<&str>,
+    reauth: ReauthReason<'_>,
+) -> FileStatus {
+    const NEEDS_REAUTH: &str = "the profile needs re-authorisation";
+    match (status, reauth) {
+        (JobStatus::Delivered, _) => FileStatus::Delivered,
+        (JobStatus::Failed, _) => FileStatus::Failed {
             reason: last_error.unwrap_or("failed").to_owned(),
         },
-        JobStatus::Queued | JobStatus::Running | JobStatus::Paused => FileStatus::Pending,
+        (JobStatus::Paused, reauth) => FileStatus::Paused {
+            reason: reauth
+                .flatten()
+                .or(last_error)
+                .unwrap_or(NEEDS_REAUTH)
+                .to_owned(),
+        },
+        (JobStatus::Queued | JobStatus::Running, Some(reason)) => FileStatus::Paused {
+            reason: reason.unwrap_or(NEEDS_REAUTH).to_owned(),
+        },
+        (JobStatus::Queued | JobStatus::Running, None) => FileStatus::Pending,
     }
 }
 

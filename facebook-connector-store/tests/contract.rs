@@ -55,6 +55,7 @@ contract!(
     claim_reads_only_unfinished_jobs,
     released_jobs_of_a_reauth_profile_wait_paused,
     stats_read_no_finished_job,
+    command_files_show_attempts_and_paused,
 );
 
 async fn profiles_round_trip(db: &TestDb) {
@@ -1589,4 +1590,119 @@ async fn postgres_upgrade_from_the_first_schema_counts_existing_jobs() {
 async fn sqlite_upgrade_from_the_first_schema_counts_existing_jobs() {
     upgrade_from_the_first_schema_counts_existing_jobs(TestDb::sqlite_empty().await, "sqlite")
         .await;
+}
+
+/// What `deliveries` shows: each file's attempts and last reason, and `paused` for the
+/// unfinished files of a profile that needs re-authorisation (also as a listing filter).
+async fn command_files_show_attempts_and_paused(db: &TestDb) {
+    let (profiles, commands, jobs) = (db.store.profiles(), db.store.commands(), db.store.jobs());
+    let (p1, p2) = (profile(1, 7, at(0)), profile(2, 7, at(0)));
+    profiles.insert_profile(&p1).await.unwrap();
+    profiles.insert_profile(&p2).await.unwrap();
+    record(&*commands, command(1, p1.id, 3, 5), at(0)).await;
+    record(&*commands, command(2, p2.id, 1, 5), at(1)).await;
+    let file_of = |command: &facebook_connector_core::domain::Command, job: JobId| {
+        command
+            .files
+            .iter()
+            .find(|f| f.job_id == job)
+            .cloned()
+            .unwrap()
+    };
+    let listed = |status: &'static str| {
+        let commands = commands.clone();
+        async move {
+            let filter = CommandFilter {
+                file_status: Some(status.into()),
+                ..Default::default()
+            };
+            let found = commands.list_commands(&filter).await.unwrap();
+            found.iter().map(|c| c.revision.0).collect::<Vec<u64>>()
+        }
+    };
+
+    // an attempt that will be retried: pending, one attempt, the reason it waits
+    let a = claim(&*jobs, "w", at(2)).await;
+    assert_eq!(a.job.revision, Revision(1));
+    jobs.retry_at(&a.lease, at(1000), "facebook timed out", at(2))
+        .await
+        .unwrap();
+    let stored = commands.get_command(Revision(1)).await.unwrap().unwrap();
+    let fa = file_of(&stored, a.job.id);
+    assert_eq!(fa.status, FileStatus::Pending);
+    assert_eq!(
+        (fa.attempts, fa.last_error.as_deref()),
+        (1, Some("facebook timed out"))
+    );
+    assert!(
+        stored
+            .files
+            .iter()
+            .filter(|f| f.job_id != a.job.id)
+            .all(|f| f.attempts == 0 && f.last_error.is_none() && f.status == FileStatus::Pending)
+    );
+
+    // the profile needs re-authorisation: its waiting files and the one still running show
+    // paused, with the profile's reason
+    let b = claim(&*jobs, "w", at(3)).await;
+    assert_eq!(b.job.revision, Revision(1));
+    profiles
+        .mark_needs_reauth(p1.id, "error 190", at(4))
+        .await
+        .unwrap();
+    assert_eq!(
+        jobs.get_job(b.job.id).await.unwrap().unwrap().status,
+        JobStatus::Running,
+        "its worker has not noticed yet"
+    );
+    let stored = commands.get_command(Revision(1)).await.unwrap().unwrap();
+    for file in &stored.files {
+        assert_eq!(
+            file.status,
+            FileStatus::Paused {
+                reason: "error 190".into()
+            },
+            "{file:?}"
+        );
+        assert_eq!(file.status.as_str(), "paused");
+    }
+    assert_eq!(listed("paused").await, vec![1]);
+    assert_eq!(
+        listed("pending").await,
+        vec![2],
+        "paused files are not pending"
+    );
+
+    // the worker pauses its job: still the profile's reason, the attempt given back
+    jobs.pause(&b.lease, "token invalid", at(5)).await.unwrap();
+    let stored = commands.get_command(Revision(1)).await.unwrap().unwrap();
+    let fb = file_of(&stored, b.job.id);
+    assert_eq!(fb.status.reason(), Some("error 190"));
+    assert_eq!(fb.attempts, 0);
+
+    // re-authorised: pending again; delivered files carry no reason
+    let user = FacebookUser {
+        id: FacebookUserId::new("556").unwrap(),
+        name: "Bob".into(),
+    };
+    profiles
+        .reauthorize(
+            p1.id,
+            &EncryptedToken("k1:fresh".into()),
+            &fresh_meta(),
+            &user,
+            at(6),
+        )
+        .await
+        .unwrap();
+    assert!(listed("paused").await.is_empty());
+    assert_eq!(listed("pending").await, vec![2, 1]);
+    let c = claim(&*jobs, "w", at(7)).await;
+    jobs.complete(&c.lease, &counters(10), at(8)).await.unwrap();
+    let stored = commands.get_command(c.job.revision).await.unwrap().unwrap();
+    let fc = file_of(&stored, c.job.id);
+    assert_eq!(fc.status, FileStatus::Delivered);
+    assert_eq!((fc.attempts, fc.last_error.as_deref()), (1, None));
+    assert_eq!(fc.counters, counters(10));
+    assert_eq!(listed("delivered").await, vec![c.job.revision.0]);
 }

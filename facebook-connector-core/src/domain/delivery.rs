@@ -83,12 +83,18 @@ pub struct DeliveryCounters {
     pub facebook_invalid: u64,
 }
 
-/// Per-file status inside a command.
+/// Per-file status inside a command (operations.md's `deliveries` states).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum FileStatus {
     /// Queued or in progress.
     Pending,
+    /// Waiting for its profile to be re-authorised: the job is paused, or its profile needs
+    /// re-authorisation and the job will pause as soon as its worker notices.
+    Paused {
+        /// Why the profile's token stopped working.
+        reason: String,
+    },
     /// Every batch acknowledged by Facebook.
     Delivered,
     /// Given up; `reason` says why in words an operator can act on.
@@ -99,12 +105,21 @@ pub enum FileStatus {
 }
 
 impl FileStatus {
-    /// `pending`, `delivered` or `failed`.
+    /// `pending`, `paused`, `delivered` or `failed`.
     pub fn as_str(&self) -> &'static str {
         match self {
             FileStatus::Pending => "pending",
+            FileStatus::Paused { .. } => "paused",
             FileStatus::Delivered => "delivered",
             FileStatus::Failed { .. } => "failed",
+        }
+    }
+
+    /// Why the file failed or is paused.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            FileStatus::Paused { reason } | FileStatus::Failed { reason } => Some(reason),
+            FileStatus::Pending | FileStatus::Delivered => None,
         }
     }
 }
@@ -120,6 +135,12 @@ pub struct CommandFile {
     pub counters: DeliveryCounters,
     /// The job delivering it.
     pub job_id: JobId,
+    /// Attempts its job started since it was queued (an operator's retry starts again at 0;
+    /// rate-limit waits and pauses do not count).
+    pub attempts: u32,
+    /// The job's last failure, retry or pause reason; `None` once delivered or requeued (a
+    /// pending file's shows why it waits, e.g. the error its next attempt follows).
+    pub last_error: Option<String>,
 }
 
 /// The record of one event: what to deliver, where, and how far each file got.

@@ -124,7 +124,8 @@ pub enum RecordOutcome {
 pub struct CommandFilter {
     /// Only this profile's commands.
     pub profile_id: Option<ProfileId>,
-    /// Only commands with at least one file in this state (`pending`, `delivered`, `failed`).
+    /// Only commands with at least one file in this state (`pending`, `paused`, `delivered`,
+    /// `failed`: [`FileStatus::as_str`](crate::domain::FileStatus::as_str)).
     pub file_status: Option<String>,
     /// Only revisions strictly below this one (paging, newest first).
     pub before: Option<Revision>,

@@ -15,7 +15,7 @@ use super::store::SqlStore;
 use super::{DbRow, begin_write, from_ts, ts};
 use crate::codec::{
     self, file_status, job_status_from_db, revision_from_db, revision_to_db, settings_id_from_db,
-    u32_to_db,
+    u32_from_db, u32_to_db,
 };
 use crate::error::{StoreError, StoreResult};
 
@@ -121,10 +121,12 @@ macro_rules! command_with_files {
         concat!(
             "SELECT c.revision, c.event, c.settings_id, c.created_at AS c_created_at, \
              c.updated_at AS c_updated_at, j.id AS job_id, j.file, j.status, j.last_error, \
-             j.counters, j.updated_at AS j_updated_at \
+             j.attempts, j.counters, j.updated_at AS j_updated_at, \
+             p.delivery_state, p.reauth_reason \
              FROM (SELECT revision, event, settings_id, created_at, updated_at FROM commands c ",
             $where,
             ") c LEFT JOIN jobs j ON j.revision = c.revision \
+             LEFT JOIN profiles p ON p.id = j.profile_id \
              ORDER BY c.revision DESC, j.position"
         )
     };
@@ -155,12 +157,18 @@ fn commands_from_rows(rows: &[DbRow]) -> StoreResult<Vec<Command>> {
         let last_error: Option<String> = get(row, "last_error")?;
         let counters: Json<DeliveryCounters> = get(row, "counters")?;
         let updated_at = from_ts(get(row, "j_updated_at")?)?;
+        let delivery_state: Option<String> = get(row, "delivery_state")?;
+        let reauth_reason: Option<String> = get(row, "reauth_reason")?;
+        let reauth =
+            (delivery_state.as_deref() == Some("needs_reauth")).then_some(reauth_reason.as_deref());
         command.updated_at = command.updated_at.max(updated_at);
         command.files.push(CommandFile {
             file: file.0,
-            status: file_status(job_status_from_db(&status)?, last_error.as_deref()),
+            status: file_status(job_status_from_db(&status)?, last_error.as_deref(), reauth),
             counters: counters.0,
             job_id: JobId(job_id),
+            attempts: u32_from_db("attempts", get(row, "attempts")?)?,
+            last_error,
         });
     }
     Ok(commands)
@@ -200,6 +208,8 @@ impl CommandStore for SqlStore {
             "WHERE ($1 IS NULL OR c.profile_id = $1) AND ($2 IS NULL OR c.revision < $2) \
              AND ($3 IS NULL OR EXISTS (SELECT 1 FROM jobs f WHERE f.revision = c.revision \
              AND (CASE WHEN f.status IN ('delivered', 'failed') THEN f.status \
+             WHEN f.status = 'paused' OR EXISTS (SELECT 1 FROM profiles fp \
+             WHERE fp.id = f.profile_id AND fp.delivery_state = 'needs_reauth') THEN 'paused' \
              ELSE 'pending' END) = $3)) ORDER BY c.revision DESC LIMIT $4"
         ))
         .bind(filter.profile_id.map(|p| p.0))
