@@ -104,7 +104,11 @@ impl From<Format> for RecordFormat {
 /// Runs the command line and turns the outcome into an exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    facebook_connector_host::logging::init(cli.log.log_format);
+    let filter = match cli.command {
+        Command::Run(_) => facebook_connector_host::logging::DAEMON_FILTER,
+        _ => facebook_connector_host::logging::COMMAND_FILTER,
+    };
+    facebook_connector_host::logging::init_with_default(cli.log.log_format, filter);
     let outcome = match cli.command {
         Command::Run(args) => return crate::run::main(&args),
         Command::Migrate(database) => return facebook_connector_host::migrate::run(&database),

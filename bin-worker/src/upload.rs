@@ -215,6 +215,7 @@ async fn upload(args: &UploadArgs, format: RecordFormat, settings: Settings) -> 
         batch_size: usize::from(args.batch_size),
         uploads_in_flight: usize::from(args.uploads_in_flight),
         session_max_age: EngineConfig::new(EngineConfig::default_worker_id()).session_max_age,
+        read_ahead: true,
     };
     let estimate = estimate_records(&args.file, size);
     let mut progress = Terminal::new(estimate);

@@ -26,9 +26,22 @@ impl LogFormat {
     }
 }
 
-/// Installs the process's subscriber. A second call (tests) leaves the first in place.
+/// The filter of the daemons (`serve`, `run`) when `RUST_LOG` is not set.
+pub const DAEMON_FILTER: &str = "info";
+/// The filter of the one-shot commands (`parse`, `migrate`, `deliveries`, …) when `RUST_LOG`
+/// is not set: their output is what they print, logs only say what went wrong (and not the
+/// database driver's chatter about connection parameters).
+pub const COMMAND_FILTER: &str = "warn,sqlx=error";
+
+/// Installs the process's subscriber with the daemons' default filter. A second call (tests)
+/// leaves the first in place.
 pub fn init(asked: Option<LogFormat>) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_with_default(asked, DAEMON_FILTER);
+}
+
+/// Installs the process's subscriber; `default` is the filter when `RUST_LOG` is not set.
+pub fn init_with_default(asked: Option<LogFormat>, default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
