@@ -400,14 +400,15 @@ async fn without_read_ahead_one_batch_at_a_time() {
         .await,
     );
     assert_eq!(cp.counters.members_sent, 900);
-    let s = sink.state();
-    assert!(s.violations.is_empty(), "{:?}", s.violations);
-    assert_eq!(s.max_in_flight, 1);
-    assert_eq!(s.calls.len(), 9);
+    {
+        let s = sink.state();
+        assert!(s.violations.is_empty(), "{:?}", s.violations);
+        assert_eq!(s.max_in_flight, 1);
+        assert_eq!(s.calls.len(), 9);
+    }
     // each batch is read only after the previous one was acknowledged
     let expected: Vec<&str> = std::iter::repeat_n(["read", "ack"], 9).flatten().collect();
     assert_eq!(progress.events, expected);
-    drop(s);
     // with read-ahead, the next batch is already there while one uploads
     let sink = Arc::new(RecordingSink::with_latency(Duration::from_millis(20)));
     let mut up = upload(sink, job, 100, 1);

@@ -638,6 +638,17 @@ impl FakeGraph {
             .unwrap_or_default()
     }
 
+    /// Drops the rows received so far (batches, sessions and counts stay): long benchmark
+    /// runs keep only what they need to check.
+    pub fn forget_rows(&self) {
+        let mut state = self.lock();
+        for audience in state.audiences.values_mut() {
+            for batch in &mut audience.batches {
+                batch.rows = Vec::new();
+            }
+        }
+    }
+
     /// A session of an ad account.
     #[allow(clippy::expect_used)] // stored ids are valid
     pub fn session(&self, account: &AdAccountId, session_id: u64) -> Option<FakeSession> {
