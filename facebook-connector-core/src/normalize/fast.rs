@@ -432,25 +432,20 @@ mod tests {
     #[test]
     fn typical_lines_take_the_fast_path_and_unusual_ones_do_not() {
         let typical = [
-            r#"{"data": {"person_name": {"given_name": "José", "family_name": "Smith"}, "raw_email": " a@b.c ", "birth_year": 1975, "hl7_gender": {"gender": "f"}, "x": {"y": [1]}}}"#,
+            r#"{"data": {"person_name": {"given_name": "José", "family_name": "Smith"}, "raw_email": " a@b.c ", "birth_year": 1975, "hl7_gender": {"gender": "f"}}}"#,
             r#"{"data": {"apple_idfa": {"value": "AB"}, "iso_3166_1_country": null, "unique_id": "wrong", "postal_address": true}}"#,
             r#"{"data": null, "id": 5}"#,
         ];
-        for line in &typical[..1] {
-            // an array in an ignored attribute is outside the subset
-            assert!(fast_read(line, RecordFormat::Legacy).is_none());
-        }
-        for line in &typical[1..] {
+        for line in &typical {
             let fast = fast_read(line, RecordFormat::Legacy);
             assert!(fast.is_some(), "{line}");
             assert_eq!(fast, serde_read(line, RecordFormat::Legacy), "{line}");
         }
-        let plain = typical[0].replace(r#", "x": {"y": [1]}"#, "");
-        let fast = fast_read(&plain, RecordFormat::Legacy).unwrap();
-        assert_eq!(
-            Some(&fast),
-            serde_read(&plain, RecordFormat::Legacy).as_ref()
-        );
+        // an array, even in an ignored attribute, is outside the subset: the serde reader decides
+        let with_array = typical[0].replace("}}}", r#"}, "x": {"y": [1]}}}"#);
+        assert!(fast_read(&with_array, RecordFormat::Legacy).is_none());
+        assert!(serde_read(&with_array, RecordFormat::Legacy).is_some());
+        let fast = fast_read(typical[0], RecordFormat::Legacy).unwrap();
         assert_eq!(
             fast.get(Field::GivenName),
             &Leaf::Str(Cow::Borrowed("José"))
