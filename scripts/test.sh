@@ -3,7 +3,8 @@
 #
 # 1. makes sure a PostgreSQL server answers on 127.0.0.1:5432 (starts the machine's cluster, or
 #    creates a throwaway one) — each test then creates and drops its own database;
-# 2. checks formatting and lints (warnings are errors);
+# 2. checks formatting, lints (warnings are errors) and dependency hygiene (no unused
+#    dependencies, no parquet in the HTTP API);
 # 3. runs every test of the workspace (unit, contract, HTTP, CLI, property) and the doc tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,6 +73,20 @@ cargo fmt --all --check
 
 echo "== cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== dependency hygiene"
+# no unused dependencies (cargo-machete is installed on first use; later runs reuse it)
+if ! command -v cargo-machete >/dev/null 2>&1; then
+    cargo install cargo-machete --locked --quiet
+fi
+cargo machete
+# the HTTP API never links the Parquet reader (it is the worker's alone)
+api_parquet="$(cargo tree -p facebook-connector-api -e normal,build -i parquet 2>/dev/null || true)"
+if [ -n "$api_parquet" ]; then
+    echo "facebook-connector-api pulls in parquet:" >&2
+    echo "$api_parquet" >&2
+    exit 1
+fi
 
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
