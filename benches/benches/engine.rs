@@ -341,6 +341,14 @@ impl Harness {
     }
 }
 
+/// The worker never outlives the harness, even when a check panics.
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = self.worker.kill();
+        let _ = self.worker.wait();
+    }
+}
+
 fn engine(c: &mut Criterion) {
     let runtime = Arc::new(
         tokio::runtime::Builder::new_multi_thread()

@@ -748,3 +748,30 @@ async fn audiences_per_ad_account_are_limited() {
     let found = c.find_audiences(&seed.token, &ids).await.unwrap();
     assert_eq!(found.len(), 120, "lookups are chunked");
 }
+
+/// A full batch — 10,000 members with all 14 keys hashed, about 10 MB of JSON — is a normal
+/// upload, not a body the fake refuses.
+#[tokio::test]
+async fn a_full_batch_with_every_key_is_accepted() {
+    let fake = FakeGraph::start().await.unwrap();
+    let seed = fake.seed();
+    let audience = fake.add_audience(&seed.ad_account, "full");
+    let rows: Vec<Vec<String>> = (0..10_000)
+        .map(|i| MemberKey::ALL.iter().map(|_| hash(i)).collect())
+        .collect();
+    let full = Payload::from_rows(MemberKey::ALL.to_vec(), &rows);
+    let c = fake.client();
+    let received = totals(
+        AudienceSink::add_members(
+            &c,
+            &seed.token,
+            &target_of(&seed, &audience),
+            &full,
+            &session(7, 1, true),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(received.received, 10_000);
+    assert_eq!(fake.rows(&audience).len(), 10_000);
+}

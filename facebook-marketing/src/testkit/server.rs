@@ -22,7 +22,11 @@ const MAX_AUDIENCES_PER_ACCOUNT: usize = 500;
 const MAX_BATCH: usize = 50;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new().fallback(handle).with_state(shared)
+    // a full batch (10,000 members with every key hashed) is about 10 MB, over axum's 2 MB default
+    Router::new()
+        .fallback(handle)
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
+        .with_state(shared)
 }
 
 /// A response before headers are added.
