@@ -87,8 +87,12 @@ impl ProfileService {
         }
     }
 
+    /// Now, to the microsecond (what both databases keep), so that an answer shows the same
+    /// times as a later read.
     fn now(&self) -> OffsetDateTime {
-        self.ports.clock.now()
+        let now = self.ports.clock.now();
+        now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+            .unwrap_or(now)
     }
 
     /// Resolves the customer behind a marketplace bearer token (company and installation,
