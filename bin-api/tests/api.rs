@@ -919,7 +919,7 @@ async fn routing_probes_metrics_and_middleware(db: Db) {
         db,
         Options {
             app: facebook_connector_api::AppOptions {
-                request_timeout: Duration::from_millis(500),
+                request_timeout: Duration::from_secs(2),
                 cors: facebook_connector_api::CorsOrigins::parse("https://app.example.com")
                     .unwrap(),
             },
@@ -1018,7 +1018,7 @@ async fn routing_probes_metrics_and_middleware(db: Db) {
 
     // a request slower than the timeout: 504 with the request id
     w.market
-        .delay_next("/company-info", Duration::from_secs(3), 1);
+        .delay_next("/company-info", Duration::from_secs(8), 1);
     let slow = w.get("/profiles", Some(&alice.bearer)).await;
     assert_eq!(
         (slow.status, slow.code()),
