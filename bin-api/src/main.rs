@@ -10,15 +10,29 @@ use facebook_connector_host::{DatabaseArgs, LogArgs, logging};
 /// The Facebook connector's HTTP API.
 #[derive(Debug, Parser)]
 #[command(name = "facebook-connector-api", version, about, long_about = None)]
-#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// `serve`'s flags, when no subcommand is given.
-    #[command(flatten)]
-    serve: Box<ServeArgs>,
     #[command(flatten)]
     log: LogArgs,
+}
+
+/// The command line; without a command (or with `serve`'s flags only) it is `serve`.
+fn parse() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let unknown = match Cli::try_parse_from(&args) {
+        Ok(cli) if cli.command.is_some() => return cli,
+        Ok(_) => None,
+        Err(e) if e.kind() == clap::error::ErrorKind::UnknownArgument => Some(e),
+        Err(e) => e.exit(),
+    };
+    let mut as_serve = args;
+    as_serve.insert(1.min(as_serve.len()), "serve".into());
+    match Cli::try_parse_from(&as_serve) {
+        Ok(cli) => cli,
+        // an argument neither the top level nor `serve` knows: the top level's error
+        Err(e) => unknown.unwrap_or(e).exit(),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -33,7 +47,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     match cli.command {
         Some(Command::Migrate(database)) => {
             logging::init_with_default(cli.log.log_format, logging::COMMAND_FILTER);
@@ -43,9 +57,7 @@ fn main() -> ExitCode {
             logging::init(cli.log.log_format);
             serve::main(&args)
         }
-        None => {
-            logging::init(cli.log.log_format);
-            serve::main(&cli.serve)
-        }
+        // `parse` always names a command
+        None => ExitCode::from(facebook_connector_host::exit::CONFIG_ERROR),
     }
 }

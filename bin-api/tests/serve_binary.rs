@@ -99,6 +99,23 @@ fn missing_or_invalid_configuration_is_one_line_and_exit_2() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!stderr.contains("short"), "{stderr}");
+    // serve's flags without a command are serve's; serve's variables do not bother `migrate`
+    let out = command(&[("DB_URL", &url)], &["--port", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TOKEN_ENCRYPTION_KEYS"));
+    let other = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("other.db").display()
+    );
+    let out = command(
+        &[("DB_URL", &other), ("API_PORT", "not-a-port")],
+        &["migrate"],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
     // a database that needs migrating is refused with a message saying so
     let mut unmigrated = base.to_vec();
     unmigrated.push(("API_PORT", "0"));
