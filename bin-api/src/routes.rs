@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use facebook_connector_core::domain::ProfileId;
-use facebook_connector_core::profiles::NewProfile;
+use facebook_connector_core::profiles::{NewProfile, ProfileError};
 
 use crate::app::AppState;
 use crate::auth::Authenticated;
@@ -18,6 +18,24 @@ use crate::dto::{
     ReauthorizeRequest, TokenMetadataRequest, TokenMetadataResponse,
 };
 use crate::error::ApiError;
+
+/// Runs a changing operation on its own task: a request that times out or whose client goes
+/// away stops waiting, but the operation is not cut off half-way (a marketplace profile created
+/// without its row would otherwise escape the compensation of [`ProfileService::create`]).
+///
+/// [`ProfileService::create`]: facebook_connector_core::profiles::ProfileService::create
+async fn detached<T, F>(operation: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, ProfileError>> + Send + 'static,
+{
+    match tokio::spawn(operation).await {
+        Ok(outcome) => outcome.map_err(ApiError::from),
+        Err(e) => Err(ApiError::internal(format!(
+            "the operation's task failed: {e}"
+        ))),
+    }
+}
 
 /// A path `{id}`: anything that is not a uuid is a profile that does not exist.
 fn profile_id(raw: &str) -> Result<ProfileId, ApiError> {
@@ -101,7 +119,8 @@ pub async fn create_profile(
         ad_account_id: body.ad_account_id,
         token: body.token,
     };
-    let profile = state.service.create(&caller, new).await?;
+    let service = state.service.clone();
+    let profile = detached(async move { service.create(&caller, new).await }).await?;
     Ok((StatusCode::CREATED, Json(ProfileDto::from(&profile))))
 }
 
@@ -150,7 +169,8 @@ pub async fn enable_profile(
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<ProfileDto>, ApiError> {
-    let profile = state.service.enable(&caller, profile_id(&id)?).await?;
+    let (service, id) = (state.service.clone(), profile_id(&id)?);
+    let profile = detached(async move { service.enable(&caller, id).await }).await?;
     Ok(Json(ProfileDto::from(&profile)))
 }
 
@@ -173,7 +193,8 @@ pub async fn archive_profile(
     Authenticated(caller): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<ProfileDto>, ApiError> {
-    let profile = state.service.archive(&caller, profile_id(&id)?).await?;
+    let (service, id) = (state.service.clone(), profile_id(&id)?);
+    let profile = detached(async move { service.archive(&caller, id).await }).await?;
     Ok(Json(ProfileDto::from(&profile)))
 }
 
@@ -203,7 +224,8 @@ pub async fn reauthorize_profile(
     JsonBody(body): JsonBody<ReauthorizeRequest>,
 ) -> Result<Json<ProfileDto>, ApiError> {
     let id = profile_id(&id)?;
-    let done = state.service.reauthorize(&caller, id, body.token).await?;
+    let service = state.service.clone();
+    let done = detached(async move { service.reauthorize(&caller, id, body.token).await }).await?;
     Ok(Json(ProfileDto::from(&done.profile)))
 }
 
@@ -224,7 +246,8 @@ pub async fn disconnect(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
 ) -> Result<Json<DisconnectResponse>, ApiError> {
-    let done = state.service.disconnect(&caller).await?;
+    let service = state.service.clone();
+    let done = detached(async move { service.disconnect(&caller).await }).await?;
     Ok(Json(DisconnectResponse {
         archived: done.archived,
         revoked: done.revoked,

@@ -25,6 +25,7 @@ on_both_databases!(
     two_profiles_created_at_once,
     token_metadata,
     a_failure_after_the_marketplace_profile_is_archived_again,
+    a_timed_out_creation_still_completes_its_compensation,
     upstream_failures_are_502_with_a_request_id,
     routing_probes_metrics_and_middleware,
 );
@@ -852,6 +853,48 @@ async fn a_failure_after_the_marketplace_profile_is_archived_again(db: Db) {
         w.get("/profiles", Some(&alice.bearer)).await.body,
         json!({"records": []})
     );
+}
+
+async fn a_timed_out_creation_still_completes_its_compensation(db: Db) {
+    let w = World::with(
+        db,
+        Options {
+            broken_cipher: true,
+            app: facebook_connector_api::AppOptions {
+                request_timeout: Duration::from_secs(1),
+                ..facebook_connector_api::AppOptions::default()
+            },
+            ..Options::default()
+        },
+    )
+    .await;
+    let alice = w.customer(1);
+    let ann = w.fb_user("Ann");
+    // authenticate first (cached), so only the archive of the compensation is slow
+    assert_eq!(w.get("/profiles", Some(&alice.bearer)).await.status, 200);
+    w.market
+        .delay_next("/installations/10/profiles/", Duration::from_secs(3), 1);
+    let a = w
+        .post(
+            "/profiles",
+            Some(&alice.bearer),
+            Some(create_body("x", ann.ad_account.as_str(), &ann.token)),
+        )
+        .await;
+    assert_eq!((a.status, a.code()), (504, "timeout"), "{}", a.text);
+    // the operation went on after the answer: the half-made profile is archived again
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let made = w.market.profiles(&alice.bearer);
+        if made.len() == 1 && made[0].status == ProfileStatus::Archived {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never archived: {made:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn upstream_failures_are_502_with_a_request_id(db: Db) {
