@@ -1,61 +1,63 @@
-//! `facebook-connector-api`: the HTTP API the marketplace UI calls to manage profiles.
-//!
-//! The routes arrive with their own issue; the `migrate` command, shared with the worker, is
-//! here already so either binary can prepare the database.
+//! `facebook-connector-api`: the HTTP API the marketplace UI calls to manage profiles. This
+//! file only parses the command line; everything else is the library's.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use facebook_connector_core::error::display_chain;
-use facebook_connector_store::{StoreOptions, migrate_database};
+use facebook_connector_api::serve::{self, ServeArgs};
+use facebook_connector_host::{DatabaseArgs, LogArgs, logging};
 
 /// The Facebook connector's HTTP API.
 #[derive(Debug, Parser)]
 #[command(name = "facebook-connector-api", version, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// The command line; without a command (or with `serve`'s flags only) it is `serve`.
+fn parse() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let unknown = match Cli::try_parse_from(&args) {
+        Ok(cli) if cli.command.is_some() => return cli,
+        Ok(_) => None,
+        Err(e) if e.kind() == clap::error::ErrorKind::UnknownArgument => Some(e),
+        Err(e) => e.exit(),
+    };
+    let mut as_serve = args;
+    as_serve.insert(1.min(as_serve.len()), "serve".into());
+    match Cli::try_parse_from(&as_serve) {
+        Ok(cli) => cli,
+        // an argument neither the top level nor `serve` knows: the top level's error
+        Err(e) => unknown.unwrap_or(e).exit(),
+    }
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the HTTP API (the default when no command is given)
+    ///
+    /// Needs TOKEN_ENCRYPTION_KEYS, FACEBOOK_APP_ID and FACEBOOK_APP_SECRET (or their flags).
+    /// SIGTERM or SIGINT stops accepting connections and lets requests in flight finish.
+    Serve(Box<ServeArgs>),
     /// Apply the database migrations (safe to repeat; refuses a newer schema)
-    Migrate {
-        /// Database URL: `postgres://…` or `sqlite://path?mode=rwc` (the embedded default).
-        #[arg(
-            long,
-            env = "DB_URL",
-            default_value = "sqlite://facebook-connector.db?mode=rwc",
-            hide_env_values = true
-        )]
-        database_url: String,
-    },
+    Migrate(DatabaseArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let cli = parse();
     match cli.command {
-        Command::Migrate { database_url } => {
-            match runtime.block_on(migrate_database(&database_url, &StoreOptions::default())) {
-                Ok(status) => {
-                    println!("{status}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {}", display_chain(&e));
-                    ExitCode::FAILURE
-                }
-            }
+        Some(Command::Migrate(database)) => {
+            logging::init_with_default(cli.log.log_format, logging::COMMAND_FILTER);
+            facebook_connector_host::migrate::run(&database)
         }
+        Some(Command::Serve(args)) => {
+            logging::init(cli.log.log_format);
+            serve::main(&args)
+        }
+        // `parse` always names a command
+        None => ExitCode::from(facebook_connector_host::exit::CONFIG_ERROR),
     }
 }
