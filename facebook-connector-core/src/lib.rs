@@ -10,6 +10,7 @@ pub mod member;
 pub mod normalize;
 pub mod payload;
 pub mod ports;
+pub mod profiles;
 pub mod source;
 
 pub use error::{BoxError, Disposition, Error, InvalidValue, Result};
