@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use facebook_connector_core::domain::{JobStatus, QueueStats, WorkerId};
 use facebook_connector_core::engine::{Engine, EngineConfig};
+use facebook_connector_core::profiles::{ProfilePorts, ProfileService};
 use facebook_connector_core::ports::{
     CommandFilter, FacebookAccounts, JobFilter, ProfileDirectory, SystemClock, TokenCipher,
 };
@@ -77,9 +78,9 @@ pub enum DemoError {
     /// The engine refused its configuration.
     #[error("cannot set up the engine")]
     Engine(#[source] facebook_connector_core::Error),
-    /// The profile code refused a profile of the scenario.
+    /// The API's profile code refused a profile of the scenario.
     #[error("the profile code refused the demo's profile")]
-    Profile(#[source] facebook_connector_core::Error),
+    Profile(#[source] facebook_connector_core::profiles::ProfileError),
     /// A profile the demo created is not in the store.
     #[error("profile {0} is not in the store")]
     MissingProfile(facebook_connector_core::domain::ProfileId),
@@ -210,14 +211,15 @@ async fn run_on(store: &Store, dir: &WorkDir, started: Instant) -> Result<Outcom
         NarrativeClient::new(market.client_config()).map_err(|e| client_error(e.into()))?;
     let customers = ProfileClient::new(market.base_url(), narrative_client::HttpConfig::fast())
         .map_err(|e| client_error(e.into()))?;
-    let ctx = profiles::ProfileContext {
-        facebook: Arc::new(graph.client()) as Arc<dyn FacebookAccounts>,
+    // the API's profile code, wired as bin-api wires it
+    let service = ProfileService::new(ProfilePorts {
         marketplace: Arc::new(customers) as Arc<dyn ProfileDirectory>,
+        facebook: Arc::new(graph.client()) as Arc<dyn FacebookAccounts>,
         store: store.profiles(),
         cipher: cipher.clone(),
         clock: Arc::new(SystemClock),
-    };
-    let seeded = scenario::seed(&market, &graph, &ctx, dir.path()).await?;
+    });
+    let seeded = scenario::seed(&market, &graph, &service, dir.path()).await?;
     let seeding = started.elapsed();
 
     // the token Facebook will revoke is the one the profile holds (after the exchange)
@@ -273,7 +275,7 @@ async fn run_on(store: &Store, dir: &WorkDir, started: Instant) -> Result<Outcom
         let shutdown = shutdown.clone();
         tokio::spawn(async move { engine.run(shutdown).await })
     };
-    let watched = watch(store, &market, &graph, &ctx, &seeded, &progress).await;
+    let watched = watch(store, &market, &graph, &service, &seeded, &progress).await;
     let delivery = delivery_started.elapsed();
     shutdown.cancel();
     let _ = running.await;
@@ -312,7 +314,7 @@ async fn watch(
     store: &Store,
     market: &FakeMarketplace,
     graph: &FakeGraph,
-    ctx: &profiles::ProfileContext,
+    service: &ProfileService,
     seeded: &scenario::Seeded,
     progress: &DemoProgress,
 ) -> Result<(PauseObserved, Option<QueueStats>), DemoError> {
@@ -351,12 +353,17 @@ async fn watch(
                 true,
             );
             let fresh = graph.issue_token(&revoked.user, TokenSpec::default());
-            profiles::reauthorize(ctx, &revoked.customer, revoked.id, &fresh).await?;
+            let done = profiles::reauthorize(service, &revoked.customer, revoked.id, fresh)
+                .await
+                .map_err(DemoError::Profile)?;
             pause.reauthorized = true;
+            pause.resumed_jobs = done.resumed_jobs;
             progress.say(
                 &format!(
-                    "re-authorised {} (as POST /profiles/{}/reauthorize does): its jobs resume",
-                    revoked.name, revoked.id
+                    "re-authorised {} through POST /profiles/{{id}}/reauthorize's code: {} job{} resumed",
+                    revoked.name,
+                    done.resumed_jobs,
+                    if done.resumed_jobs == 1 { "" } else { "s" }
                 ),
                 true,
             );

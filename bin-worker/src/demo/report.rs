@@ -102,18 +102,19 @@ impl Report<'_> {
     }
 
     fn profiles_section(&self, out: &mut String) {
-        let _ = writeln!(out, "\nprofiles (created as POST /profiles creates them)");
-        let width = self
-            .profiles
-            .iter()
-            .map(|p| p.name.len())
-            .max()
-            .unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "\nprofiles (created and enabled by the code behind POST /profiles and .../enable)"
+        );
+        let width = self.profiles.iter().map(|p| p.name.len()).max().unwrap_or(0);
         for p in self.profiles {
+            let expiry = p
+                .token_expires_in_days
+                .map_or("never expires".to_owned(), |d| format!("expires in {d} days"));
             let _ = writeln!(
                 out,
-                "  {:<width$}  {}  ad account {}",
-                p.name, p.id, p.ad_account
+                "  {:<width$}  {}  {}  ad account {}  long-lived token, {expiry}",
+                p.name, p.id, p.status, p.ad_account
             );
         }
     }

@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use facebook_connector_core::domain::{
-    CompanyId, ConnectionId, DatasetId, FacebookUser, FacebookUserId, ProfileId, SettingsId,
-    SubscriptionId, TransactionBatchId,
+    CompanyId, ConnectionId, DatasetId, FacebookUserId, ProfileId, SettingsId, SubscriptionId,
+    TransactionBatchId,
 };
+use facebook_connector_core::profiles::{NewProfile, ProfileService};
 use facebook_marketing::testkit::{AdAccountSpec, FakeGraph, TokenSpec};
 use narrative_client::testkit::{FakeMarketplace, LegacyDelivery, Snapshot};
 use secrecy::SecretString;
@@ -22,7 +23,7 @@ use uuid::Uuid;
 
 use super::DemoError;
 use super::data::{self, FileSpec, SeededFile};
-use super::profiles::{self, Known, NewProfile, ProfileContext};
+use super::profiles;
 use super::verdict::{
     Expectations, ExpectedAudience, ExpectedDelivery, ExpectedFile, ExpectedRevocation, FileKey,
 };
@@ -47,6 +48,10 @@ pub struct DemoProfile {
     pub customer: SecretString,
     /// The Facebook user behind it.
     pub user: FacebookUserId,
+    /// Its status after creation.
+    pub status: String,
+    /// Days until its token (or its data access) expires, as the API shows it.
+    pub token_expires_in_days: Option<i64>,
 }
 
 /// The seeded scenario.
@@ -83,7 +88,7 @@ struct Customer<'a> {
 async fn customer(
     market: &FakeMarketplace,
     graph: &FakeGraph,
-    ctx: &ProfileContext,
+    service: &ProfileService,
     c: &Customer<'_>,
 ) -> Result<DemoProfile, DemoError> {
     market.add_customer(c.token, CompanyId(c.company), c.installation);
@@ -99,32 +104,26 @@ async fn customer(
     // what the UI gets from Facebook login: a short-lived token with both scopes
     let login = graph.issue_token(&user, TokenSpec::default());
     let customer = SecretString::from(c.token.to_owned());
-    let id = profiles::create(
-        ctx,
-        &NewProfile {
-            customer: customer.clone(),
+    let profile = profiles::create(
+        service,
+        &customer,
+        NewProfile {
             name: c.profile.to_owned(),
             description: Some(c.description.to_owned()),
-            ad_account_id: ad_account.clone(),
+            ad_account_id: ad_account.as_str().to_owned(),
             token: login,
-            known: Known {
-                company_id: CompanyId(c.company),
-                user: FacebookUser {
-                    id: user.clone(),
-                    name: c.user.to_owned(),
-                },
-                ad_account_name: c.ad_account.to_owned(),
-                business: (c.business.0.to_owned(), c.business.1.to_owned()),
-            },
         },
     )
-    .await?;
+    .await
+    .map_err(DemoError::Profile)?;
     Ok(DemoProfile {
-        id,
-        name: c.profile.to_owned(),
-        ad_account: ad_account.as_str().to_owned(),
+        id: profile.id,
+        name: profile.name,
+        ad_account: profile.ad_account.id.as_str().to_owned(),
         customer,
         user,
+        status: format!("{:?}", profile.status).to_lowercase(),
+        token_expires_in_days: profile.token.expires_in_days,
     })
 }
 
@@ -159,13 +158,13 @@ fn expected_files(
 pub async fn seed(
     market: &FakeMarketplace,
     graph: &FakeGraph,
-    ctx: &ProfileContext,
+    service: &ProfileService,
     scratch: &Path,
 ) -> Result<Seeded, DemoError> {
     let acme = customer(
         market,
         graph,
-        ctx,
+        service,
         &Customer {
             token: "demo-marketplace-token-acme",
             company: 1001,
@@ -181,7 +180,7 @@ pub async fn seed(
     let northwind = customer(
         market,
         graph,
-        ctx,
+        service,
         &Customer {
             token: "demo-marketplace-token-northwind",
             company: 1002,

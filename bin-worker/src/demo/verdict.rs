@@ -122,6 +122,8 @@ pub struct PauseObserved {
     pub paused_jobs: u64,
     /// Whether it was re-authorised.
     pub reauthorized: bool,
+    /// Jobs the re-authorisation resumed.
+    pub resumed_jobs: u64,
     /// Its delivery state at the end (`ok` expected).
     pub final_state: Option<String>,
 }
