@@ -189,11 +189,10 @@ pub fn legacy_file(name: &str, spec: &FileSpec) -> SeededFile {
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
         .collect();
-    let every = if spec.malformed == 0 {
-        usize::MAX
-    } else {
-        (lines.len() / spec.malformed).max(1)
-    };
+    let every = lines
+        .len()
+        .checked_div(spec.malformed)
+        .map_or(usize::MAX, |n| n.max(1));
     let mut bytes = Vec::with_capacity(text.len() + spec.malformed * 48);
     let mut inserted = 0;
     for (i, line) in lines.iter().enumerate() {

@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 
 use facebook_connector_core::domain::{JobStatus, QueueStats, WorkerId};
 use facebook_connector_core::engine::{Engine, EngineConfig};
-use facebook_connector_core::profiles::{ProfilePorts, ProfileService};
 use facebook_connector_core::ports::{
     CommandFilter, FacebookAccounts, JobFilter, ProfileDirectory, SystemClock, TokenCipher,
 };
+use facebook_connector_core::profiles::{ProfilePorts, ProfileService};
 use facebook_connector_host::exit;
 use facebook_connector_store::{Store, StoreError, StoreOptions, TokenKeyring};
 use facebook_marketing::testkit::{FakeGraph, TokenSpec};

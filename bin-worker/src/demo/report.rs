@@ -40,7 +40,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -106,11 +106,18 @@ impl Report<'_> {
             out,
             "\nprofiles (created and enabled by the code behind POST /profiles and .../enable)"
         );
-        let width = self.profiles.iter().map(|p| p.name.len()).max().unwrap_or(0);
+        let width = self
+            .profiles
+            .iter()
+            .map(|p| p.name.len())
+            .max()
+            .unwrap_or(0);
         for p in self.profiles {
             let expiry = p
                 .token_expires_in_days
-                .map_or("never expires".to_owned(), |d| format!("expires in {d} days"));
+                .map_or("never expires".to_owned(), |d| {
+                    format!("expires in {d} days")
+                });
             let _ = writeln!(
                 out,
                 "  {:<width$}  {}  {}  ad account {}  long-lived token, {expiry}",

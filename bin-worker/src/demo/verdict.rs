@@ -477,3 +477,255 @@ pub fn key_of(revision: Revision, file: &facebook_connector_core::domain::Comman
         name: file.file.file().as_str().to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use facebook_connector_core::domain::{
+        CommandFile, DeliveryEvent, FileName, FileRef, ProfileId, QuickSettings, SubscriptionId,
+        TransactionBatchId,
+    };
+    use facebook_marketing::testkit::StoredBatch;
+    use time::OffsetDateTime;
+    use uuid::Uuid;
+
+    use super::super::data::sha256_hex;
+    use super::*;
+
+    const ACCOUNT: &str = "act_100";
+
+    /// A scenario of one delivery of one file (7 lines: 1 malformed, 1 unmatchable, 5
+    /// members in batches of 2), a revocation, and an outcome that matches it.
+    fn scenario() -> (Expectations, Observed) {
+        let profile = ProfileId(Uuid::new_v4());
+        let subscription_id = SubscriptionId(Uuid::new_v4());
+        let settings_id = SettingsId::Subscription {
+            profile_id: profile,
+            subscription_id,
+        };
+        let revision = Revision(1);
+        let mut emails: Vec<String> = (0..5)
+            .map(|i| sha256_hex(&format!("m{i}@example.com")))
+            .collect();
+        emails.sort();
+        let expected = Expected {
+            records: 7,
+            rejected: 1,
+            unmatchable: 1,
+            members: 5,
+            email_hashes: emails.clone(),
+        };
+        let key = FileKey {
+            revision,
+            snapshot: None,
+            name: "part-0.jsonl".into(),
+        };
+        let expect = Expectations {
+            deliveries: vec![ExpectedDelivery {
+                kind: "subscription delivery".into(),
+                profile_name: "Acme".into(),
+                revision,
+                settings_id,
+                audience: ExpectedAudience::Created {
+                    name: "Acme audience".into(),
+                },
+                files: vec![ExpectedFile { key, expected }],
+            }],
+            quiet_revisions: vec![Revision(2)],
+            revocation: ExpectedRevocation {
+                profile_name: "Acme".into(),
+                after_batches: 1,
+            },
+            batch_size: 2,
+            uploads_in_flight: 2,
+            audiences_per_ad_account: BTreeMap::from([(ACCOUNT.to_owned(), 1)]),
+        };
+        let job_id = JobId::new_v7();
+        let now = OffsetDateTime::now_utc();
+        let command = Command {
+            revision,
+            event: DeliveryEvent::SubscriptionDelivery {
+                profile_id: profile,
+                subscription_id,
+                transaction_batch_id: TransactionBatchId(Uuid::new_v4()),
+                quick_settings: QuickSettings::default(),
+            },
+            settings_id,
+            files: vec![CommandFile {
+                file: FileRef::Legacy {
+                    revision,
+                    file: FileName::new("part-0.jsonl").unwrap(),
+                },
+                status: FileStatus::Delivered,
+                counters: DeliveryCounters {
+                    records_read: 7,
+                    rejected_lines: 1,
+                    unmatchable: 1,
+                    members_sent: 5,
+                    facebook_received: 5,
+                    facebook_invalid: 0,
+                },
+                job_id,
+                attempts: 2,
+                last_error: None,
+            }],
+            created_at: now,
+            updated_at: now,
+        };
+        let audience_id = AudienceId::parse("2384000").unwrap();
+        let batch = |seq: u32, rows: &[String]| StoredBatch {
+            session_id: Some(job_id.upload_session_id(0)),
+            batch_seq: Some(seq),
+            schema: vec!["EMAIL".into(), "FN".into()],
+            rows: rows
+                .iter()
+                .map(|e| vec![e.clone(), String::new()])
+                .collect(),
+            num_invalid_entries: 0,
+        };
+        let audience = FakeAudience {
+            id: audience_id.clone(),
+            ad_account: facebook_connector_core::domain::AdAccountId::parse(ACCOUNT).unwrap(),
+            name: "Acme audience".into(),
+            description: String::new(),
+            batches: vec![
+                batch(1, &emails[0..2]),
+                batch(2, &emails[2..4]),
+                batch(3, &emails[4..5]),
+            ],
+            removals: Vec::new(),
+        };
+        let session = FakeSession {
+            audience_id: audience_id.clone(),
+            batches_seen: vec![1, 2, 3],
+            num_received: 5,
+            num_invalid_entries: 0,
+            closed: true,
+            expired: false,
+            upload_calls: 4,
+            estimated_num_total: None,
+        };
+        let seen = Observed {
+            commands: vec![command],
+            settings: BTreeMap::from([(settings_id, audience_id)]),
+            audiences: vec![audience],
+            sessions: BTreeMap::from([(job_id, session)]),
+            pause: PauseObserved {
+                revoked_after: Some(1),
+                pause_reasons: vec!["token is invalid".into()],
+                state_when_paused: Some("needs_reauth".into()),
+                paused_jobs: 1,
+                reauthorized: true,
+                resumed_jobs: 1,
+                final_state: Some("ok".into()),
+            },
+            timed_out: None,
+        };
+        (expect, seen)
+    }
+
+    fn whats(d: &[Difference]) -> Vec<String> {
+        d.iter().map(|d| d.what.clone()).collect()
+    }
+
+    #[test]
+    fn an_outcome_as_seeded_has_no_difference() {
+        let (expect, seen) = scenario();
+        assert_eq!(whats(&differences(&expect, &seen)), Vec::<String>::new());
+    }
+
+    #[test]
+    fn wrong_counters_and_status_are_differences_of_their_file() {
+        let (expect, mut seen) = scenario();
+        let file = &mut seen.commands[0].files[0];
+        file.counters.rejected_lines = 0;
+        file.counters.facebook_invalid = 1;
+        file.status = FileStatus::Failed {
+            reason: "facebook refused the batch".into(),
+        };
+        let found = differences(&expect, &seen);
+        assert_eq!(
+            whats(&found),
+            [
+                "part-0.jsonl: failed (facebook refused the batch), expected delivered",
+                "part-0.jsonl: rejected lines 0, expected 1",
+                "part-0.jsonl: facebook invalid 1, expected 0",
+            ]
+        );
+        assert!(found.iter().all(|d| d.file.is_some()));
+    }
+
+    #[test]
+    fn a_member_missing_or_sent_twice_is_a_difference() {
+        let (expect, mut seen) = scenario();
+        let twice = seen.audiences[0].batches[0].rows[0].clone();
+        seen.audiences[0].batches[2].rows[0] = twice;
+        let found = whats(&differences(&expect, &seen)).join("\n");
+        assert!(
+            found.contains("holds 5 members, expected 5 (1 missing, 0 unexpected, 1 duplicates)"),
+            "{found}"
+        );
+    }
+
+    #[test]
+    fn resent_acknowledged_batches_and_an_open_session_are_differences() {
+        let (expect, mut seen) = scenario();
+        let session = seen.sessions.values_mut().next().unwrap();
+        session.upload_calls = 9;
+        session.closed = false;
+        let found = whats(&differences(&expect, &seen)).join("\n");
+        assert!(found.contains("never closed"), "{found}");
+        assert!(found.contains("9 upload calls for 3 batches"), "{found}");
+    }
+
+    #[test]
+    fn a_revocation_that_never_paused_or_resumed_is_a_difference() {
+        let (expect, mut seen) = scenario();
+        seen.pause = PauseObserved {
+            revoked_after: Some(1),
+            final_state: Some("needs_reauth".into()),
+            ..PauseObserved::default()
+        };
+        let found = whats(&differences(&expect, &seen));
+        assert_eq!(
+            found,
+            [
+                "Acme's job never paused after its token was revoked",
+                "Acme's profile was never seen while its job was paused, expected needs_reauth",
+                "the store showed none of Acme's jobs paused",
+                "Acme was never re-authorised",
+                "Acme's profile ended needs_reauth, expected ok",
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_and_unexpected_commands_and_audiences_are_differences() {
+        let (expect, mut seen) = scenario();
+        let mut quiet = seen.commands[0].clone();
+        quiet.revision = Revision(2);
+        quiet.files.clear();
+        seen.commands = vec![quiet];
+        seen.settings.clear();
+        seen.timed_out = Some(QueueStats {
+            queued: 1,
+            ..QueueStats::default()
+        });
+        let found = whats(&differences(&expect, &seen));
+        assert_eq!(
+            found,
+            [
+                "the run did not finish in time: 1 queued, 0 running, 0 paused",
+                "revision 2 recorded a command; a connection without historical data delivers nothing",
+                "an unexpected command at revision 2",
+                "no command recorded for revision 1 (subscription delivery)",
+                format!(
+                    "no audience recorded for {}",
+                    expect.deliveries[0].settings_id
+                )
+                .as_str(),
+            ]
+        );
+    }
+}
