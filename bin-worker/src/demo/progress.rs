@@ -75,10 +75,11 @@ impl DemoProgress {
     /// Progress towards `total_members` acknowledged members in `total_files` files.
     pub fn new(total_members: u64, total_files: u64, revocation: Option<Revocation>) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::with_draw_target(Some(total_members), ProgressDrawTarget::stderr());
+            let bar =
+                ProgressBar::with_draw_target(Some(total_members), ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} [{bar:30}] {human_pos}/{human_len} members acknowledged · {msg} · {elapsed_precise}",
+                    "{spinner} [{bar:20}] {human_pos}/{human_len} members acknowledged · {msg}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
@@ -149,7 +150,7 @@ impl DemoProgress {
 
     fn update(&self, state: &mut State) {
         let message = format!(
-            "{} batches · {}/{} files delivered",
+            "{} batches, {}/{} files",
             state.batches, state.delivered, self.total_files
         );
         if let Some(bar) = &self.bar {
@@ -163,7 +164,7 @@ impl DemoProgress {
         if due {
             state.last_line = Some(Instant::now());
             eprintln!(
-                "{:>6.2}s  progress: {} of {} members acknowledged, {message}",
+                "{:>6.2}s  progress: {} of {} members acknowledged, {message} delivered",
                 self.elapsed().as_secs_f64(),
                 thousands(state.members),
                 thousands(self.total_members),
