@@ -32,6 +32,7 @@ fn demo_delivers_the_scenario_and_keeps_the_database_for_deliveries() {
     // the report
     for part in [
         "verdict: every delivery ended as the scenario expects",
+        "no acknowledged batch sent again",
         "subscription delivery  Acme Retail",
         "connection created (backfill)  Acme Retail",
         "snapshot appended  Acme Retail → audience \"Spring sale lookalike seed\"",

@@ -250,7 +250,7 @@ impl Report<'_> {
     fn revocation_section(&self, out: &mut String) {
         let _ = writeln!(
             out,
-            "\ntoken revoked mid-file: pause and resume ({})",
+            "\ntoken revoked mid-file: pause and resume ({}; seconds since the engine started)",
             self.expect.revocation.profile_name
         );
         if self.moments.is_empty() {
@@ -302,8 +302,11 @@ impl Report<'_> {
             let files: usize = self.expect.deliveries.iter().map(|d| d.files.len()).sum();
             let _ = writeln!(
                 out,
-                "\nverdict: every delivery ended as the scenario expects ({} commands, {files} files \
-                 delivered, each member once; the revoked profile paused and resumed)",
+                "\nverdict: every delivery ended as the scenario expects\n  \
+                 {} commands, {files} files delivered with the counts they were seeded with;\n  \
+                 each audience holds exactly its seeded members (by e-mail SHA-256), each once;\n  \
+                 every upload session closed, no acknowledged batch sent again;\n  \
+                 the revoked profile paused, was re-authorised and finished",
                 self.expect.deliveries.len()
             );
             return;
