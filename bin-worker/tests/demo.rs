@@ -124,10 +124,14 @@ fn demo_delivers_the_scenario_and_keeps_the_database_for_deliveries() {
 }
 
 #[test]
-fn demo_runs_again_in_a_fresh_temporary_directory() {
-    // no --keep: nothing is left behind, and a second run is as good as the first
+fn demo_runs_again_in_a_fresh_temporary_directory_and_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
     for _ in 0..2 {
-        let output = bin().arg("demo").output().unwrap();
+        let output = bin()
+            .arg("demo")
+            .env("TMPDIR", tmp.path())
+            .output()
+            .unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success(),
@@ -135,5 +139,7 @@ fn demo_runs_again_in_a_fresh_temporary_directory() {
             String::from_utf8_lossy(&output.stderr)
         );
         assert!(stdout.contains("facebook-connector-worker demo --keep ./demo-db"));
+        let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
     }
 }
