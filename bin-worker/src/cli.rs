@@ -22,6 +22,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the whole delivery flow on the embedded store against in-process fakes
+    ///
+    /// No configuration and no account: the embedded SQLite store in a temporary directory
+    /// (or `--keep DIR`), an in-process fake marketplace and Facebook Graph API on local
+    /// sockets, and the worker's real engine, store and clients. Seeds two customers' profiles,
+    /// a legacy subscription delivery, a connection's Parquet snapshot, a backfill, and a token
+    /// Facebook revokes mid-file (the profile pauses and is re-authorised). Progress on stderr;
+    /// a report on stdout. Exit status 0 only if every delivery ended as the scenario expects.
+    Demo(crate::demo::DemoArgs),
     /// Run the delivery daemon: follow the feed, deliver files, serve metrics
     ///
     /// Needs TOKEN_ENCRYPTION_KEYS, FACEBOOK_APP_ID, FACEBOOK_APP_SECRET,
@@ -106,11 +115,13 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = match cli.command {
         Command::Run(_) => facebook_connector_host::logging::DAEMON_FILTER,
+        Command::Demo(_) => crate::demo::LOG_FILTER,
         _ => facebook_connector_host::logging::COMMAND_FILTER,
     };
     facebook_connector_host::logging::init_with_default(cli.log.log_format, filter);
     let outcome = match cli.command {
         Command::Run(args) => return crate::run::main(&args),
+        Command::Demo(args) => return crate::demo::main(&args),
         Command::Migrate(database) => return facebook_connector_host::migrate::run(&database),
         Command::Upload(args) => return crate::upload::main(&args),
         Command::Deliveries(args) => return crate::deliveries::main(&args),

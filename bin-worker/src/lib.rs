@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod deliveries;
+pub mod demo;
 pub mod records;
 pub mod retry;
 pub mod run;
