@@ -18,13 +18,15 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use facebook_connector_benches::{json_lines, records, write_parquet};
 use facebook_connector_core::domain::{
-    AdAccount, Business, BusinessId, CompanyId, DatasetId, DeliveryState, FacebookUser,
-    JobStatus, ProfileId, Revision, StoredProfile, TokenMeta,
+    AdAccount, Business, BusinessId, CompanyId, DatasetId, DeliveryState, FacebookUser, JobStatus,
+    ProfileId, Revision, StoredProfile, TokenMeta,
 };
 use facebook_connector_core::ports::{JobFilter, TokenCipher};
 use facebook_connector_store::TokenKeyring;
 use facebook_connector_store::testkit::TestDb;
-use facebook_marketing::testkit::{APP_ID, APP_SECRET, AdAccountSpec, Endpoint, FakeGraph, TokenSpec};
+use facebook_marketing::testkit::{
+    APP_ID, APP_SECRET, AdAccountSpec, Endpoint, FakeGraph, TokenSpec,
+};
 use narrative_client::testkit::{FakeMarketplace, LegacyDelivery, Snapshot};
 use parquet::basic::Compression;
 use secrecy::{ExposeSecret, SecretString};
@@ -260,7 +262,8 @@ impl Harness {
                     snapshot = snapshot.file(format!("part-{i:04}.parquet"), file.clone());
                 }
                 self.market.add_snapshot(snapshot);
-                self.market.add_snapshot_appended(self.connection, &snapshot_id)
+                self.market
+                    .add_snapshot_appended(self.connection, &snapshot_id)
             }
         };
         self.wait_delivered(revision).await;

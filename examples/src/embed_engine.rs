@@ -60,7 +60,10 @@ struct NoConnections;
 
 #[async_trait]
 impl ConnectionDirectory for NoConnections {
-    async fn connection(&self, _id: ConnectionId) -> facebook_connector_core::Result<Option<Connection>> {
+    async fn connection(
+        &self,
+        _id: ConnectionId,
+    ) -> facebook_connector_core::Result<Option<Connection>> {
         Ok(None)
     }
 }
@@ -88,8 +91,12 @@ impl LocalFiles {
 
 #[async_trait]
 impl DeliveryFiles for LocalFiles {
-    async fn legacy_files(&self, _revision: Revision) -> facebook_connector_core::Result<Vec<FileName>> {
-        self.names().map_err(facebook_connector_core::Error::transient)
+    async fn legacy_files(
+        &self,
+        _revision: Revision,
+    ) -> facebook_connector_core::Result<Vec<FileName>> {
+        self.names()
+            .map_err(facebook_connector_core::Error::transient)
     }
 
     async fn snapshot_files(
@@ -118,7 +125,11 @@ impl DeliveryFiles for LocalFiles {
         })
     }
 
-    async fn download_to(&self, file: &FileRef, dest: &Path) -> facebook_connector_core::Result<u64> {
+    async fn download_to(
+        &self,
+        file: &FileRef,
+        dest: &Path,
+    ) -> facebook_connector_core::Result<u64> {
         tokio::fs::copy(self.dir.join(file.file().as_str()), dest)
             .await
             .map_err(facebook_connector_core::Error::transient)
@@ -209,7 +220,10 @@ async fn main() -> anyhow::Result<()> {
     }
     // the real store, on a throwaway SQLite file
     let work = tempfile::tempdir()?;
-    let url = format!("sqlite://{}?mode=rwc", work.path().join("queue.db").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        work.path().join("queue.db").display()
+    );
     let store = Store::connect(
         &url,
         &StoreOptions {
@@ -283,7 +297,10 @@ async fn main() -> anyhow::Result<()> {
 
     // drive it step by step (a host would call `engine.run(shutdown)` instead)
     let pass = engine.follow_feed_once().await?;
-    eprintln!("recorded {} event(s), {} file(s) queued", pass.recorded, pass.jobs);
+    eprintln!(
+        "recorded {} event(s), {} file(s) queued",
+        pass.recorded, pass.jobs
+    );
     while let Some(report) = engine.run_next_job().await? {
         let c = report.counters;
         eprintln!(
@@ -303,4 +320,3 @@ async fn main() -> anyhow::Result<()> {
     store.close().await;
     Ok(())
 }
-

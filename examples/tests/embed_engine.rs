@@ -22,7 +22,11 @@ fn the_sample_delivery_reaches_the_stdout_sink() {
     let last = batches.last().expect("a batch");
     assert_eq!(last["last_batch_flag"], true);
     assert!(
-        batches.iter().rev().skip(1).all(|b| b["last_batch_flag"] == false),
+        batches
+            .iter()
+            .rev()
+            .skip(1)
+            .all(|b| b["last_batch_flag"] == false),
         "only the last batch carries the flag"
     );
     let seqs: Vec<u64> = batches

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use facebook_connector_benches::{GeneratedRecord, Rng, json_lines, write_parquet};
+use facebook_connector_testdata::{GeneratedRecord, Rng, json_lines, write_parquet};
 use sha2::{Digest, Sha256};
 
 /// How a file is generated.

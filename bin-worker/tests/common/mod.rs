@@ -318,15 +318,15 @@ pub fn expected_members(
 
 /// `n` generated records as legacy JSON lines.
 pub fn legacy_lines(seed: u64, n: usize) -> Vec<u8> {
-    facebook_connector_benches::json_lines(&facebook_connector_benches::records(seed, n), true)
+    facebook_connector_testdata::json_lines(&facebook_connector_testdata::records(seed, n), true)
 }
 
 /// `n` generated records as a Parquet file.
 pub fn parquet_file(seed: u64, n: usize) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("snapshot.parquet");
-    facebook_connector_benches::write_parquet(
-        &facebook_connector_benches::records(seed, n),
+    facebook_connector_testdata::write_parquet(
+        &facebook_connector_testdata::records(seed, n),
         &path,
         256,
         parquet::basic::Compression::SNAPPY,

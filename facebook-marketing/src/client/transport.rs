@@ -475,8 +475,14 @@ mod form_tests {
     #[test]
     fn encodes_a_payload_as_the_url_crate_does() {
         let pairs = [
-            ("payload", r#"{"schema":["EMAIL","MADID"],"data":[["ab12","x y"],["é~*","&=%+"]]}"#),
-            ("session", r#"{"session_id":1,"batch_seq":2,"last_batch_flag":false}"#),
+            (
+                "payload",
+                r#"{"schema":["EMAIL","MADID"],"data":[["ab12","x y"],["é~*","&=%+"]]}"#,
+            ),
+            (
+                "session",
+                r#"{"session_id":1,"batch_seq":2,"last_batch_flag":false}"#,
+            ),
             ("access_token", "EAAB/x+y="),
         ];
         assert_eq!(form_body(&pairs), reference(&pairs));

@@ -137,13 +137,15 @@ fn collect_params(uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Params {
 /// bytes whole: an upload's ~10 MB body is mostly hex digits, and decoding it byte by byte cost
 /// the engine benchmark more CPU in the fake than the worker spent producing it.
 fn parse_form(body: &[u8]) -> impl Iterator<Item = (String, String)> + '_ {
-    body.split(|&b| b == b'&').filter(|p| !p.is_empty()).map(|pair| {
-        let (name, value) = match pair.iter().position(|&b| b == b'=') {
-            Some(i) => (&pair[..i], &pair[i + 1..]),
-            None => (pair, &pair[pair.len()..]),
-        };
-        (form_decode(name), form_decode(value))
-    })
+    body.split(|&b| b == b'&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &pair[pair.len()..]),
+            };
+            (form_decode(name), form_decode(value))
+        })
 }
 
 fn form_decode(bytes: &[u8]) -> String {
