@@ -9,6 +9,7 @@
 //! configuration the harness prints the worker's peak RSS, its CPU seconds per million
 //! records, and checks that every file took exactly ⌈members / 10,000⌉ upload calls.
 //! PostgreSQL is expected on `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`).
+//! `MALLOC_ARENA_MAX`, when set, is passed on to the worker (the README's deployment advice).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::{Child, Command, Stdio};
@@ -214,6 +215,8 @@ impl Harness {
             .env("READ_AHEAD", read_ahead)
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "warn")
+            // the README's deployment advice; passed on only when the benchmark run sets it
+            .envs(std::env::var("MALLOC_ARENA_MAX").map(|v| ("MALLOC_ARENA_MAX", v)))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
