@@ -34,12 +34,36 @@ fn batch() -> TransactionBatchId {
 }
 
 /// The one audience of the ad account.
-fn only_audience(
+/// (On failure it shows the jobs, with the reasons they ended for.)
+async fn only_audience(
     world: &World,
     profile: &TestProfile,
 ) -> facebook_marketing::testkit::FakeAudience {
     let audiences = world.graph.audiences_in(&profile.ad_account);
-    assert_eq!(audiences.len(), 1, "one audience per target: {audiences:?}");
+    if audiences.len() != 1 {
+        let jobs = world
+            .db
+            .store
+            .jobs()
+            .list_jobs(&facebook_connector_core::ports::JobFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let ends: Vec<_> = jobs
+            .iter()
+            .map(|j| {
+                (
+                    j.file.file().to_string(),
+                    j.status,
+                    j.attempts,
+                    j.last_error.clone(),
+                )
+            })
+            .collect();
+        panic!("one audience per target: {audiences:?}; jobs: {ends:?}");
+    }
     audiences.into_iter().next().unwrap()
 }
 
@@ -76,7 +100,7 @@ async fn legacy_delivery_reaches_a_new_audience(db: Db) {
     let engine = world.engine(world.config("w1"), Arc::new(()));
     world.run_until_idle(&engine, WAIT).await;
 
-    let audience = only_audience(&world, &profile);
+    let audience = only_audience(&world, &profile).await;
     assert_eq!(audience.name, format!("Subscription {sub} Audience"));
     let mut expected = expected_members(&big, RecordFormat::Legacy, false);
     expected.extend(expected_members(&small, RecordFormat::Legacy, false));
@@ -142,7 +166,7 @@ async fn snapshot_appended_goes_to_the_connection_audience(db: Db) {
     let engine = world.engine(world.config("w1"), Arc::new(()));
     world.run_until_idle(&engine, WAIT).await;
 
-    let audience = only_audience(&world, &profile);
+    let audience = only_audience(&world, &profile).await;
     assert_eq!(audience.name, "Lookalike seed");
     assert_eq!(
         world.audience_members(&audience.id),
@@ -217,7 +241,7 @@ async fn connection_created_backfills_only_earlier_snapshots(db: Db) {
         ["a.parquet", "b.parquet"],
         "only snapshots before the event"
     );
-    let audience = only_audience(&world, &profile);
+    let audience = only_audience(&world, &profile).await;
     assert_eq!(audience.name, format!("Connection {connection} Audience"));
     let mut expected = expected_members(&a, RecordFormat::Dataset, true);
     expected.extend(expected_members(&b, RecordFormat::Dataset, true));
@@ -415,7 +439,7 @@ async fn revoked_token_mid_file_pauses_and_reauthorisation_resumes(db: Db) {
 
     let job = world.jobs().await.pop().unwrap();
     assert_eq!(job.status, JobStatus::Delivered);
-    let audience = only_audience(&world, &profile);
+    let audience = only_audience(&world, &profile).await;
     assert_eq!(world.audience_members(&audience.id), members);
     let session = world
         .graph
@@ -496,7 +520,7 @@ async fn an_engine_killed_mid_file_is_resumed_by_another(db: Db) {
     world.run_until_idle(&second, WAIT).await;
     let job = world.jobs().await.pop().unwrap();
     assert_eq!(job.status, JobStatus::Delivered);
-    let audience = only_audience(&world, &profile);
+    let audience = only_audience(&world, &profile).await;
     let mut received = world.audience_members(&audience.id);
     received.dedup();
     assert_eq!(received, members, "every member reached the audience");
@@ -576,7 +600,7 @@ async fn a_marketplace_outage_is_waited_out(db: Db) {
     world.market.fail_next("/presigned/", 500, 5);
     let engine = world.engine(world.config("w1"), Arc::new(()));
     world.run_until_idle(&engine, WAIT).await;
-    let audience = only_audience(&world, &profile);
+    let audience = only_audience(&world, &profile).await;
     assert_eq!(
         world.audience_members(&audience.id),
         expected_members(&file, RecordFormat::Legacy, false)
@@ -600,7 +624,7 @@ async fn a_revoked_customer_does_not_delay_another(db: Db) {
     );
     let engine = world.engine(world.config("w1"), Arc::new(()));
     world.run_until_idle(&engine, WAIT).await;
-    let audience = only_audience(&world, &b);
+    let audience = only_audience(&world, &b).await;
     assert_eq!(
         world.audience_members(&audience.id),
         expected_members(&b_file, RecordFormat::Legacy, false)
@@ -732,7 +756,7 @@ async fn two_engines_on_one_postgres_deliver_each_file_once() {
         task.await.unwrap();
     }
     for (profile, sub, members) in &expected {
-        let audience = only_audience(&world, profile);
+        let audience = only_audience(&world, profile).await;
         assert_eq!(audience.name, format!("Subscription {sub} Audience"));
         assert_eq!(&world.audience_members(&audience.id), members);
     }

@@ -368,12 +368,14 @@ async fn watch(
                 true,
             );
         }
-        let stats = store.jobs().stats().await.map_err(DemoError::Outcome)?;
+        // the cursor before the stats: an event's jobs are recorded with the cursor in one
+        // transaction, so a cursor at the end means the stats read next count them all
         let cursor = store
             .commands()
             .cursor()
             .await
             .map_err(DemoError::Outcome)?;
+        let stats = store.jobs().stats().await.map_err(DemoError::Outcome)?;
         let caught_up = match (cursor, market.last_revision()) {
             (_, None) => true,
             (Some(c), Some(last)) => c >= last,

@@ -208,8 +208,11 @@ impl World {
     pub async fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let stats = self.stats().await;
+            // the cursor first: an event's jobs are recorded with the cursor in one
+            // transaction, so once the cursor is at the end, the stats read next count them
+            // (the other order could read empty stats, then a cursor that moved in between)
             let feed_done = self.cursor_at_feed_end().await;
+            let stats = self.stats().await;
             if feed_done && stats.queued == 0 && stats.running == 0 {
                 return true;
             }
