@@ -277,20 +277,24 @@ impl Harness {
         elapsed
     }
 
+    /// The jobs of a revision (one per file).
+    async fn jobs(&self, revision: Revision) -> Vec<facebook_connector_core::domain::Job> {
+        self.db
+            .store
+            .jobs()
+            .list_jobs(&JobFilter {
+                revision: Some(revision),
+                limit: 100,
+                ..JobFilter::default()
+            })
+            .await
+            .unwrap()
+    }
+
     async fn wait_delivered(&self, revision: Revision) {
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {
-            let jobs = self
-                .db
-                .store
-                .jobs()
-                .list_jobs(&JobFilter {
-                    revision: Some(revision),
-                    limit: 100,
-                    ..JobFilter::default()
-                })
-                .await
-                .unwrap();
+            let jobs = self.jobs(revision).await;
             if jobs.len() == FILES && jobs.iter().all(|j| j.status == JobStatus::Delivered) {
                 return;
             }
@@ -305,17 +309,7 @@ impl Harness {
 
     /// Exactly ⌈members / 10,000⌉ upload calls per file: no half-empty batch but the last.
     async fn check_upload_calls(&self, revision: Revision) {
-        let jobs = self
-            .db
-            .store
-            .jobs()
-            .list_jobs(&JobFilter {
-                revision: Some(revision),
-                limit: 100,
-                ..JobFilter::default()
-            })
-            .await
-            .unwrap();
+        let jobs = self.jobs(revision).await;
         for job in jobs {
             let members = job.checkpoint.map_or(0, |c| c.counters.members_sent);
             let session = self
