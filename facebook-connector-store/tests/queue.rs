@@ -15,6 +15,7 @@ use facebook_connector_core::Error;
 use facebook_connector_core::domain::{
     AdAccountId, Claim, ClaimedJob, JobStatus, ProfileId, RetryOutcome, Revision,
 };
+use facebook_connector_core::ports::JobFilter;
 
 contract!(
     claims_are_fair_across_profiles,
@@ -296,4 +297,68 @@ async fn a_command_for_another_revision_is_a_bug(db: &TestDb) {
     assert_eq!(commands.cursor().await.unwrap(), None);
     assert!(commands.get_command(Revision(3)).await.unwrap().is_none());
     assert_eq!(db.store.jobs().stats().await.unwrap().queued, 0);
+}
+
+/// An event recorded while its profile's state changes in another transaction (PostgreSQL,
+/// where writers run concurrently): the jobs end in the state the profile has once both
+/// commit. Each change is made here the way `mark_needs_reauth` / `reauthorize` make it, the
+/// profile row first and then its jobs, and held open while the event is recorded; without
+/// the profile lock in `record_event` the new jobs were checked against the state before the
+/// change, and missed by the change's own update of the jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_recorded_during_a_profile_state_change_follow_it() {
+    let db = TestDb::postgres().await;
+    let pg = db.store.as_postgres().unwrap();
+    let (profiles, commands) = (db.store.profiles(), db.store.commands());
+    let p = profile(1, 7, at(0));
+    profiles.insert_profile(&p).await.unwrap();
+    let changes = [
+        ("needs_reauth", "queued", "paused", JobStatus::Paused),
+        ("ok", "paused", "queued", JobStatus::Queued),
+    ];
+    for (revision, (state, from, to, expected)) in (1u64..).zip(changes) {
+        let mut change = pg.pool().begin().await.unwrap();
+        let reason = (state == "needs_reauth").then_some("error 190");
+        sqlx::query(
+            "UPDATE profiles SET delivery_state = $2, reauth_reason = $3, \
+             reauth_since = CASE WHEN $3 IS NULL THEN NULL ELSE updated_at END WHERE id = $1",
+        )
+        .bind(p.id.0)
+        .bind(state)
+        .bind(reason)
+        .execute(&mut *change)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE jobs SET status = $3 WHERE profile_id = $1 AND status = $2")
+            .bind(p.id.0)
+            .bind(from)
+            .bind(to)
+            .execute(&mut *change)
+            .await
+            .unwrap();
+        let recording = {
+            let commands = commands.clone();
+            let cmd = command(revision, p.id, 2, 3);
+            tokio::spawn(async move { record(&*commands, cmd, at(1)).await })
+        };
+        // the recording waits for the change (it cannot finish while the profile is locked);
+        // without the lock it finishes here, before the change commits
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !recording.is_finished(),
+            "recorded while the profile's change was open"
+        );
+        change.commit().await.unwrap();
+        recording.await.unwrap();
+        let jobs = db.store.jobs();
+        let filter = JobFilter {
+            revision: Some(Revision(revision)),
+            profile_id: None,
+            status: None,
+            limit: 10,
+        };
+        let listed = jobs.list_jobs(&filter).await.unwrap();
+        let statuses: Vec<_> = listed.iter().map(|j| j.status).collect();
+        assert_eq!(statuses, vec![expected; 2], "after the change to {state}");
+    }
 }

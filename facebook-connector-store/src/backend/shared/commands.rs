@@ -10,9 +10,10 @@ use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::jobs::lock_profile;
 use super::rows::get;
 use super::store::SqlStore;
-use super::{DbRow, begin_write, from_ts, ts};
+use super::{DbRow, LOCK_PROFILE_OF_REVISION, begin_write, from_ts, ts};
 use crate::codec::{
     self, file_status, job_status_from_db, revision_from_db, revision_to_db, settings_id_from_db,
     u32_from_db, u32_to_db,
@@ -62,6 +63,18 @@ impl SqlStore {
                     .map_err(StoreError::query("end record event"))?;
                 return Ok(RecordOutcome::AlreadyRecorded);
             }
+            // serialise with mark_needs_reauth / reauthorize of the profile (PostgreSQL): a job
+            // inserted while the profile goes needs_reauth would otherwise be `queued` for a
+            // profile no claim serves (mark_needs_reauth's pause does not see the uncommitted
+            // insert, and the insert's check does not see the uncommitted state), and one
+            // inserted during reauthorize would stay `paused` after it
+            lock_profile(
+                &mut tx,
+                LOCK_PROFILE_OF_REVISION,
+                rev,
+                "lock profile of command",
+            )
+            .await?;
             for (position, job) in command.jobs.iter().enumerate() {
                 let position = i32::try_from(position).map_err(|_| StoreError::OutOfRange {
                     what: "files per command",

@@ -199,7 +199,7 @@ fn renewal_from_row(row: Option<DbRow>, lease: &Lease) -> StoreResult<Renewal> {
 
 /// Takes the backend's profile lock `lock` (`LOCK_PROFILE_OF_JOB` with the job id,
 /// `LOCK_PROFILE_OF_REVISION` with the revision) in `tx`, where the backend has one.
-async fn lock_profile<T>(
+pub(super) async fn lock_profile<T>(
     tx: &mut sqlx::Transaction<'static, Db>,
     lock: Option<&'static str>,
     key: T,
