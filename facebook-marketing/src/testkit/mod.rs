@@ -217,7 +217,7 @@ pub struct StoredBatch {
     pub batch_seq: Option<u32>,
     /// The schema keys.
     pub schema: Vec<String>,
-    /// The rows as received.
+    /// The rows as received (none when the fake only counts them: [`FakeGraph::keep_rows`]).
     pub rows: Vec<Vec<String>>,
     /// Rows counted invalid.
     pub num_invalid_entries: u64,
@@ -335,6 +335,8 @@ pub(crate) struct State {
     pub(crate) calls: BTreeMap<Endpoint, usize>,
     pub(crate) foreign_paging: bool,
     pub(crate) max_batch_seen: usize,
+    /// Uploads keep their counts but not their rows ([`FakeGraph::keep_rows`]).
+    pub(crate) counts_only: bool,
 }
 
 impl State {
@@ -636,6 +638,12 @@ impl FakeGraph {
         self.audience(audience)
             .map(|a| a.batches.into_iter().flat_map(|b| b.rows).collect())
             .unwrap_or_default()
+    }
+
+    /// Whether uploads keep the rows they carry (the default) or only count them: long
+    /// benchmark runs, which check counts and sessions, need not store millions of rows.
+    pub fn keep_rows(&self, keep: bool) {
+        self.lock().counts_only = !keep;
     }
 
     /// Drops the rows received so far (batches, sessions and counts stay): long benchmark
