@@ -2,6 +2,8 @@
 //! [`MAX_BATCH_SIZE`] rows, and the streaming [`PayloadBuilder`] that cuts a stream of
 //! members into them.
 
+use std::sync::Arc;
+
 use crate::error::InvalidValue;
 use crate::member::{AudienceMember, DIGEST_LEN, Digest, HASH_HEX_LEN, MemberKey, write_json_str};
 
@@ -9,12 +11,12 @@ use crate::member::{AudienceMember, DIGEST_LEN, Digest, HASH_HEX_LEN, MemberKey,
 pub const MAX_BATCH_SIZE: usize = 10_000;
 
 /// One encoded upload payload. The JSON is built once, by the payload builder or by
-/// [`Payload::from_rows`], and sent as is.
+/// [`Payload::from_rows`], and sent as is; clones share it ([`Payload::shared_json`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Payload {
     schema: Vec<MemberKey>,
     rows: usize,
-    json: String,
+    json: Arc<String>,
 }
 
 impl Payload {
@@ -38,13 +40,17 @@ impl Payload {
         Payload {
             schema,
             rows: rows.len(),
-            json,
+            json: Arc::new(json),
         }
     }
 
     /// Wraps JSON that the builder encoded for `schema` and `rows` rows.
     pub(crate) fn from_encoded(schema: Vec<MemberKey>, rows: usize, json: String) -> Payload {
-        Payload { schema, rows, json }
+        Payload {
+            schema,
+            rows,
+            json: Arc::new(json),
+        }
     }
 
     /// The schema keys, in order.
@@ -67,9 +73,15 @@ impl Payload {
         &self.json
     }
 
-    /// Takes the JSON out.
+    /// The JSON, shared: a sender that outlives the borrow of the payload (a streamed request
+    /// body) holds it without copying ~10 MB.
+    pub fn shared_json(&self) -> Arc<String> {
+        Arc::clone(&self.json)
+    }
+
+    /// Takes the JSON out (copied only when a clone still shares it).
     pub fn into_json(self) -> String {
-        self.json
+        Arc::try_unwrap(self.json).unwrap_or_else(|shared| (*shared).clone())
     }
 }
 

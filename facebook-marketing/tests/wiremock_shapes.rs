@@ -480,6 +480,16 @@ async fn add_and_remove_members_send_payload_and_session() {
     );
 
     let reqs = requests(&server).await;
+    // the payload is encoded as the body is written, and still sent with its exact length
+    for req in &reqs[..2] {
+        assert_eq!(
+            req.headers
+                .get("content-length")
+                .map(|v| v.to_str().unwrap()),
+            Some(req.body.len().to_string().as_str())
+        );
+        assert!(req.headers.get("transfer-encoding").is_none());
+    }
     let add = form(&reqs[0]);
     assert_eq!(add["payload"], payload().as_json());
     let session_json: serde_json::Value = serde_json::from_str(&add["session"]).unwrap();

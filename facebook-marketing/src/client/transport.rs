@@ -2,7 +2,10 @@
 //! (scrubbed of the call's secrets), and the shared retry policy around it.
 
 use std::borrow::Cow;
-use std::sync::{Mutex, MutexGuard};
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use connector_resilience::{Attempt, Retry, contains_secret};
@@ -39,6 +42,9 @@ pub(super) struct Call<'a> {
     pub(super) url: Url,
     /// Borrowed where they can be: an upload's payload is ~10 MB and is not copied.
     pub(super) params: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// A large parameter sent last and form-encoded while the body is written (an upload's
+    /// payload), so that no encoded copy of it is held per request.
+    pub(super) streamed: Option<(&'static str, Arc<String>)>,
     pub(super) secret_params: Vec<(&'static str, &'a SecretString)>,
     pub(super) auth: Auth<'a>,
     /// The ad account whose custom-audience quota the call spends (audience creation and
@@ -58,6 +64,7 @@ impl<'a> Call<'a> {
             method,
             url,
             params: Vec::new(),
+            streamed: None,
             secret_params: Vec::new(),
             auth,
             ad_account: None,
@@ -68,6 +75,12 @@ impl<'a> Call<'a> {
 
     pub(super) fn param(mut self, key: &'static str, value: impl Into<Cow<'a, str>>) -> Self {
         self.params.push((Cow::Borrowed(key), value.into()));
+        self
+    }
+
+    /// Sets the large parameter that is streamed last (see [`Call::streamed`]).
+    pub(super) fn streamed(mut self, key: &'static str, value: Arc<String>) -> Self {
+        self.streamed = Some((key, value));
         self
     }
 
@@ -133,14 +146,23 @@ impl GraphClient {
             .request(call.method.clone(), call.url.clone())
             .timeout(timeout);
         request = if call.method == Method::GET {
+            if let Some((key, value)) = &call.streamed {
+                pairs.push((key, value.as_str()));
+            }
             request.query(&pairs)
         } else {
+            let body = match &call.streamed {
+                None => reqwest::Body::from(form_body(&pairs)),
+                Some((key, value)) => {
+                    reqwest::Body::wrap(FormBody::new(&pairs, key, Arc::clone(value)))
+                }
+            };
             request
                 .header(
                     reqwest::header::CONTENT_TYPE,
                     "application/x-www-form-urlencoded",
                 )
-                .body(form_body(&pairs))
+                .body(body)
         };
         let response = match request.send().await {
             Ok(response) => response,
@@ -430,6 +452,84 @@ pub(super) fn form_body(pairs: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
+/// A form body whose last value is encoded chunk by chunk as the body is written: what
+/// [`form_body`] of every pair would give, without holding the encoded value. Its exact length
+/// is known in advance, so it is sent with a `Content-Length`, like a buffered body.
+struct FormBody {
+    /// The other pairs and `key=`, encoded, until written.
+    head: Option<bytes::Bytes>,
+    value: Arc<String>,
+    /// Bytes of `value` written so far.
+    pos: usize,
+    /// Encoded bytes not yet written.
+    remaining: u64,
+}
+
+/// Bytes of the streamed value encoded per chunk of the body.
+const STREAM_CHUNK: usize = 256 * 1024;
+
+impl FormBody {
+    fn new(pairs: &[(&str, &str)], key: &str, value: Arc<String>) -> FormBody {
+        let mut head = form_body(pairs);
+        if !pairs.is_empty() {
+            head.push(b'&');
+        }
+        form_encode_into(&mut head, key.as_bytes());
+        head.push(b'=');
+        let remaining = (head.len() + form_encoded_len(value.as_bytes())) as u64;
+        FormBody {
+            head: Some(head.into()),
+            value,
+            pos: 0,
+            remaining,
+        }
+    }
+}
+
+impl http_body::Body for FormBody {
+    type Data = bytes::Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Infallible>>> {
+        let this = &mut *self;
+        let chunk = match this.head.take() {
+            Some(head) => head,
+            None => {
+                let bytes = this.value.as_bytes();
+                if this.pos >= bytes.len() {
+                    return Poll::Ready(None);
+                }
+                let end = (this.pos + STREAM_CHUNK).min(bytes.len());
+                let mut out = Vec::with_capacity((end - this.pos) + (end - this.pos) / 4);
+                form_encode_into(&mut out, &bytes[this.pos..end]);
+                this.pos = end;
+                out.into()
+            }
+        };
+        this.remaining = this.remaining.saturating_sub(chunk.len() as u64);
+        Poll::Ready(Some(Ok(http_body::Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// Length of `bytes` form-encoded: each byte that is neither safe nor a space takes three.
+fn form_encoded_len(bytes: &[u8]) -> usize {
+    let escaped = bytes
+        .iter()
+        .fold(0usize, |n, &b| n + usize::from(!form_safe(b) & (b != b' ')));
+    bytes.len() + 2 * escaped
+}
+
 /// Bytes that stand for themselves in a form body (WHATWG URL, urlencoded serializer).
 const FORM_SAFE: [bool; 256] = {
     let mut safe = [false; 256];
@@ -534,6 +634,29 @@ mod form_tests {
         ) {
             let pairs = [("payload", value.as_str())];
             prop_assert_eq!(form_body(&pairs), reference(&pairs));
+        }
+    }
+
+    /// The streamed body is the buffered one, chunk after chunk, with its exact length.
+    #[tokio::test]
+    async fn a_streamed_value_is_sent_as_the_buffered_body() {
+        use http_body::Body as _;
+        use http_body_util::BodyExt as _;
+        let big: String = (0..40_000)
+            .map(|i| format!("[\"{i:064x}\",\"\"],"))
+            .collect::<String>()
+            + "é &=%+";
+        for pairs in [
+            vec![],
+            vec![("session", "{\"a\":1}"), ("access_token", "t/+=")],
+        ] {
+            let body = super::FormBody::new(&pairs, "payload", std::sync::Arc::new(big.clone()));
+            let announced = body.size_hint().exact();
+            let collected = body.collect().await.unwrap().to_bytes();
+            let mut all = pairs.clone();
+            all.push(("payload", &big));
+            assert_eq!(collected, reference(&all));
+            assert_eq!(announced, Some(collected.len() as u64));
         }
     }
 
