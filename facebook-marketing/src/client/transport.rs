@@ -524,9 +524,19 @@ impl http_body::Body for FormBody {
 
 /// Length of `bytes` form-encoded: each byte that is neither safe nor a space takes three.
 fn form_encoded_len(bytes: &[u8]) -> usize {
-    let escaped = bytes
-        .iter()
-        .fold(0usize, |n, &b| n + usize::from(!form_safe(b) & (b != b' ')));
+    // counted per 64-byte chunk in a byte-wide sum, which the compiler vectorises (a
+    // usize-wide sum over the whole value was 13% of the engine benchmark's CPU)
+    let escaped = |chunk: &[u8]| -> usize {
+        usize::from(
+            chunk
+                .iter()
+                .map(|&b| u8::from(!form_safe(b) & (b != b' ')))
+                .fold(0u8, u8::wrapping_add),
+        )
+    };
+    let chunks = bytes.chunks_exact(64);
+    let tail = escaped(chunks.remainder());
+    let escaped: usize = chunks.map(escaped).sum::<usize>() + tail;
     bytes.len() + 2 * escaped
 }
 
@@ -657,6 +667,14 @@ mod form_tests {
             all.push(("payload", &big));
             assert_eq!(collected, reference(&all));
             assert_eq!(announced, Some(collected.len() as u64));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_encoded_length_is_counted_exactly(value in ".{0,300}") {
+            let pairs = [("k", value.as_str())];
+            prop_assert_eq!(super::form_encoded_len(value.as_bytes()) + 2, reference(&pairs).len());
         }
     }
 
