@@ -258,15 +258,6 @@ async fn handle(
             .unwrap_or(s.latency);
         (latency, s.take_fault(endpoint), s.usage, s.counts_only)
     };
-    // an upload's payload (~10 MB) is checked before the state is locked, so that concurrent
-    // uploads are not serialised on it; its errors are answered where Facebook answers them
-    let payload = matches!(endpoint, Endpoint::AddMembers | Endpoint::RemoveMembers)
-        .then(|| {
-            params
-                .get("payload")
-                .map(|raw| check_payload(raw, !counts_only))
-        })
-        .flatten();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -311,6 +302,16 @@ async fn handle(
         }
         None => {}
     }
+    // an upload's payload (~10 MB) is checked before the state is locked, so that concurrent
+    // uploads are not serialised on it, and only for a request that gets that far; its errors
+    // are answered where Facebook answers them
+    let payload = matches!(endpoint, Endpoint::AddMembers | Endpoint::RemoveMembers)
+        .then(|| {
+            params
+                .get("payload")
+                .map(|raw| check_payload(raw, !counts_only))
+        })
+        .flatten();
     let reply = if !version_ok {
         err(
             400,
