@@ -158,22 +158,14 @@ impl<'de: 'a, 'a> Deserialize<'de> for Schema<'a> {
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Schema<'de>, A::Error> {
                 let mut keys = Vec::new();
-                while let Some(Key(key)) = seq.next_element()? {
-                    keys.push(key);
+                // keys are a few short strings: copied (serde's `Cow` never borrows anyway)
+                while let Some(key) = seq.next_element::<String>()? {
+                    keys.push(Cow::Owned(key));
                 }
                 Ok(Schema::Many(keys))
             }
         }
         d.deserialize_any(SchemaVisitor)
-    }
-}
-
-/// A schema key: a string, borrowed when it can be.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Cow::<'de, str>::deserialize(d).map(Key)
     }
 }
 
