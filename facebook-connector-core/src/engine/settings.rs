@@ -10,6 +10,8 @@
 //!    claim ([`SettingsStore::claim_settings`](crate::ports::SettingsStore::claim_settings)):
 //!    any number of workers create exactly one audience per settings id.
 
+use std::time::Duration;
+
 use secrecy::SecretString;
 
 use crate::domain::{
@@ -111,56 +113,76 @@ async fn create(
     // the claim is the job's, not the worker's: two jobs of one target on one worker must not
     // both hold it
     let owner = &WorkerId(format!("{}/{}", engine.config.worker_id, job.id));
-    let now = ports.clock.now();
-    match ports
-        .settings
-        .claim_settings(id, owner, engine.config.settings_claim_ttl, vanished, now)
-        .await?
-    {
-        SettingsClaim::Existing(settings) => Ok(settings.audience_id),
-        SettingsClaim::HeldByOther { until } => Err(Error::Busy {
-            what: format!("creating the audience of {id} (another worker)"),
-            retry_after: Some((until - now).try_into().unwrap_or_default()),
-        }),
-        SettingsClaim::Claimed => {
-            let name = quick
-                .audience_name
-                .clone()
-                .unwrap_or_else(|| id.default_audience_name());
-            let description = description(id);
-            let created = ports
-                .audiences
-                .create_audience(token, &profile.ad_account.id, &name, &description)
-                .await;
-            match created {
-                Ok(audience) => {
-                    let saved = ports
-                        .settings
-                        .save_settings(id, &audience.id, owner, ports.clock.now())
-                        .await?;
-                    tracing::info!(
-                        settings_id = %id,
-                        audience_id = %saved.audience_id,
-                        ad_account_id = %profile.ad_account.id,
-                        "created the target's custom audience"
-                    );
-                    Ok(saved.audience_id)
-                }
-                Err(error) => {
-                    if let Err(release) = ports.settings.release_settings(id, owner).await {
-                        // the claim runs out by itself
-                        tracing::warn!(
-                            settings_id = %id,
-                            error = %crate::error::display_chain(&release),
-                            "cannot release the settings claim"
-                        );
-                    }
-                    Err(error)
-                }
+    // the holder of a live claim needs one Graph call to create the audience: the files of
+    // a new target that were claimed together wait here for it (asking the store, never
+    // Facebook) rather than all handing their slots back for a recheck seconds later; a
+    // holder that gave up releases the claim, and the next look takes it over
+    let waited_until = tokio::time::Instant::now() + HOLDER_WAIT;
+    loop {
+        let now = ports.clock.now();
+        let claim = ports
+            .settings
+            .claim_settings(
+                id,
+                owner,
+                engine.config.settings_claim_ttl,
+                vanished.clone(),
+                now,
+            )
+            .await?;
+        match claim {
+            SettingsClaim::HeldByOther { until } if tokio::time::Instant::now() >= waited_until => {
+                return Err(Error::Busy {
+                    what: format!("creating the audience of {id} (another worker)"),
+                    retry_after: Some((until - now).try_into().unwrap_or_default()),
+                });
             }
+            SettingsClaim::HeldByOther { .. } => tokio::time::sleep(HOLDER_POLL).await,
+            SettingsClaim::Existing(settings) => return Ok(settings.audience_id),
+            SettingsClaim::Claimed => break,
+        }
+    }
+    let name = quick
+        .audience_name
+        .clone()
+        .unwrap_or_else(|| id.default_audience_name());
+    let description = description(id);
+    let created = ports
+        .audiences
+        .create_audience(token, &profile.ad_account.id, &name, &description)
+        .await;
+    match created {
+        Ok(audience) => {
+            let saved = ports
+                .settings
+                .save_settings(id, &audience.id, owner, ports.clock.now())
+                .await?;
+            tracing::info!(
+                settings_id = %id,
+                audience_id = %saved.audience_id,
+                ad_account_id = %profile.ad_account.id,
+                "created the target's custom audience"
+            );
+            Ok(saved.audience_id)
+        }
+        Err(error) => {
+            if let Err(release) = ports.settings.release_settings(id, owner).await {
+                // the claim runs out by itself
+                tracing::warn!(
+                    settings_id = %id,
+                    error = %crate::error::display_chain(&release),
+                    "cannot release the settings claim"
+                );
+            }
+            Err(error)
         }
     }
 }
+
+/// How long a job waits in place for another job's audience creation, and how often it
+/// looks again.
+const HOLDER_WAIT: Duration = Duration::from_secs(5);
+const HOLDER_POLL: Duration = Duration::from_millis(100);
 
 /// "Audience delivered by Narrative (…)": at most 100 characters.
 fn description(id: SettingsId) -> String {
