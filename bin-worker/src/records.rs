@@ -56,14 +56,14 @@ pub fn payload(file: Option<&Path>, format: RecordFormat, batch_size: usize) -> 
         };
         if let Some(payload) = builder.push(member) {
             batches += 1;
-            if !write_batch(&mut out, payload.as_json())? {
+            if !write_batch(&mut out, &payload.to_json())? {
                 return Ok(());
             }
         }
     }
     if let Some(payload) = builder.finish() {
         batches += 1;
-        if !write_batch(&mut out, payload.as_json())? {
+        if !write_batch(&mut out, &payload.to_json())? {
             return Ok(());
         }
     }

@@ -186,7 +186,7 @@ impl AudienceSink for StdoutSink {
             session.session_id,
             session.batch_seq,
             session.last_batch,
-            payload.as_json()
+            payload.to_json()
         );
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let total = sessions.entry(session.session_id).or_default();

@@ -6,6 +6,7 @@
 pub mod domain;
 pub mod engine;
 pub mod error;
+pub mod form;
 pub mod member;
 pub mod normalize;
 pub mod payload;

@@ -10,14 +10,55 @@ use crate::member::{AudienceMember, DIGEST_LEN, Digest, HASH_HEX_LEN, MemberKey,
 /// Facebook's limit of rows per upload request.
 pub const MAX_BATCH_SIZE: usize = 10_000;
 
-/// One encoded upload payload. The JSON is built once, by the payload builder or by
-/// [`Payload::from_rows`], and sent as is; clones share it ([`Payload::shared_json`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One upload payload. The builder's payloads hold their members compactly (key masks, 32-byte
+/// digests, MADIDs) and are written out only as they are sent, in the encoding the sender needs
+/// ([`Payload::text`]): straight into a form body for the Graph API, without a JSON copy that is
+/// then form-encoded. Clones share the rows.
+#[derive(Clone, Debug)]
 pub struct Payload {
     schema: Vec<MemberKey>,
     rows: usize,
-    json: Arc<String>,
+    body: Arc<Body>,
 }
+
+#[derive(Debug)]
+enum Body {
+    /// JSON given as is ([`Payload::from_rows`]).
+    Json(String),
+    /// The builder's rows.
+    Members(Members),
+}
+
+/// A batch of members as the builder keeps them.
+#[derive(Clone, Debug, Default)]
+struct Members {
+    /// Per row: its key mask.
+    masks: Vec<u16>,
+    /// The rows' digests back to back, in row and key order.
+    digests: Vec<Digest>,
+    /// The rows' MADIDs, JSON-encoded with their quotes, back to back.
+    madids: String,
+    /// Where each MADID in `madids` ends.
+    madid_ends: Vec<usize>,
+}
+
+/// How a payload's text is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// The JSON itself.
+    Json,
+    /// The JSON as the value of an `application/x-www-form-urlencoded` field ([`crate::form`]).
+    Form,
+}
+
+/// Two payloads are equal when they have the same schema and text.
+impl PartialEq for Payload {
+    fn eq(&self, other: &Payload) -> bool {
+        self.schema == other.schema && self.rows == other.rows && self.to_json() == other.to_json()
+    }
+}
+
+impl Eq for Payload {}
 
 impl Payload {
     /// Encodes rows given as strings per schema key (`""` for missing values). Used by tests
@@ -40,16 +81,7 @@ impl Payload {
         Payload {
             schema,
             rows: rows.len(),
-            json: Arc::new(json),
-        }
-    }
-
-    /// Wraps JSON that the builder encoded for `schema` and `rows` rows.
-    pub(crate) fn from_encoded(schema: Vec<MemberKey>, rows: usize, json: String) -> Payload {
-        Payload {
-            schema,
-            rows,
-            json: Arc::new(json),
+            body: Arc::new(Body::Json(json)),
         }
     }
 
@@ -68,20 +100,233 @@ impl Payload {
         self.rows == 0
     }
 
-    /// Exactly the `payload` parameter Facebook receives.
-    pub fn as_json(&self) -> &str {
-        &self.json
+    /// Exactly the `payload` parameter Facebook receives, as one string.
+    pub fn to_json(&self) -> String {
+        let mut text = self.text(Encoding::Json);
+        let mut out = Vec::with_capacity(text.len());
+        while let Some(chunk) = text.next_chunk(usize::MAX) {
+            out.extend_from_slice(&chunk);
+        }
+        // JSON text of strings is UTF-8
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 
-    /// The JSON, shared: a sender that outlives the borrow of the payload (a streamed request
-    /// body) holds it without copying ~10 MB.
-    pub fn shared_json(&self) -> Arc<String> {
-        Arc::clone(&self.json)
+    /// The payload's text in `encoding`, written piece by piece ([`PayloadText::next_chunk`]),
+    /// with its exact length known up front.
+    pub fn text(&self, encoding: Encoding) -> PayloadText {
+        PayloadText::new(self.clone(), encoding)
+    }
+}
+
+/// Punctuation of the rows, as written in one encoding.
+struct Marks {
+    quote: &'static [u8],
+    comma: &'static [u8],
+    open: &'static [u8],
+    close: &'static [u8],
+}
+
+const JSON_MARKS: Marks = Marks {
+    quote: b"\"",
+    comma: b",",
+    open: b"[",
+    close: b"]",
+};
+
+const FORM_MARKS: Marks = Marks {
+    quote: b"%22",
+    comma: b"%2C",
+    open: b"%5B",
+    close: b"%5D",
+};
+
+/// A payload's text being written: [`PayloadText::len`] bytes in all, in pieces.
+#[derive(Debug)]
+pub struct PayloadText {
+    payload: Payload,
+    encoding: Encoding,
+    len: usize,
+    /// Written so far: the head (schema) is written with the first piece.
+    started: bool,
+    done: bool,
+    /// Given JSON: bytes of it written. Members: rows written.
+    at: usize,
+    /// Members: digests and MADIDs written.
+    digest_at: usize,
+    madid_at: usize,
+    /// Members: per schema key, its bit and whether it is the MADID.
+    cells: Vec<(u16, bool)>,
+}
+
+impl PayloadText {
+    fn new(payload: Payload, encoding: Encoding) -> PayloadText {
+        let cells = payload
+            .schema
+            .iter()
+            .map(|k| (1 << k.index(), *k == MemberKey::MADID))
+            .collect();
+        let mut text = PayloadText {
+            payload,
+            encoding,
+            len: 0,
+            started: false,
+            done: false,
+            at: 0,
+            digest_at: 0,
+            madid_at: 0,
+            cells,
+        };
+        text.len = text.count();
+        text
     }
 
-    /// Takes the JSON out (copied only when a clone still shares it).
-    pub fn into_json(self) -> String {
-        Arc::try_unwrap(self.json).unwrap_or_else(|shared| (*shared).clone())
+    /// Bytes of the whole text.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the text is empty (it never is: even no rows have a schema).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn marks(&self) -> &'static Marks {
+        match self.encoding {
+            Encoding::Json => &JSON_MARKS,
+            Encoding::Form => &FORM_MARKS,
+        }
+    }
+
+    /// Appends `json` (punctuation, schema names, a MADID's JSON string) in the encoding.
+    fn put(&self, out: &mut Vec<u8>, json: &[u8]) {
+        match self.encoding {
+            Encoding::Json => out.extend_from_slice(json),
+            Encoding::Form => crate::form::encode_into(out, json),
+        }
+    }
+
+    fn put_len(&self, json: &[u8]) -> usize {
+        match self.encoding {
+            Encoding::Json => json.len(),
+            Encoding::Form => crate::form::encoded_len(json),
+        }
+    }
+
+    fn head(&self) -> Vec<u8> {
+        let mut json = String::from("{\"schema\":[");
+        for (i, k) in self.payload.schema.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            json.push('"');
+            json.push_str(k.as_str());
+            json.push('"');
+        }
+        json.push_str("],\"data\":[");
+        let mut out = Vec::new();
+        self.put(&mut out, json.as_bytes());
+        out
+    }
+
+    const TAIL: &'static [u8] = b"]}";
+
+    /// The length of the text, from the counts of rows, digests and MADIDs.
+    fn count(&self) -> usize {
+        match &*self.payload.body {
+            Body::Json(json) => self.put_len(json.as_bytes()),
+            Body::Members(m) => {
+                let marks = self.marks();
+                let rows = m.masks.len();
+                let cells = rows * self.cells.len();
+                let madids = m.madid_ends.len();
+                let empty = cells - m.digests.len() - madids;
+                let mut madid_len = 0;
+                let mut start = 0;
+                for &end in &m.madid_ends {
+                    madid_len +=
+                        self.put_len(m.madids.as_bytes().get(start..end).unwrap_or_default());
+                    start = end;
+                }
+                self.head().len()
+                    + rows * (marks.open.len() + marks.close.len())
+                    + (cells - rows) * marks.comma.len()
+                    + rows.saturating_sub(1) * marks.comma.len()
+                    + m.digests.len() * (2 * marks.quote.len() + HASH_HEX_LEN)
+                    + empty * 2 * marks.quote.len()
+                    + madid_len
+                    + self.put_len(Self::TAIL)
+            }
+        }
+    }
+
+    /// The next piece of the text, of about `size` bytes (whole rows), or `None` when all of
+    /// it was written.
+    pub fn next_chunk(&mut self, size: usize) -> Option<Vec<u8>> {
+        if self.done {
+            return None;
+        }
+        let payload = self.payload.clone();
+        match &*payload.body {
+            Body::Json(json) => {
+                let bytes = json.as_bytes();
+                let end = self.at.saturating_add(size).min(bytes.len());
+                let mut out = Vec::with_capacity(end - self.at);
+                self.put(&mut out, &bytes[self.at..end]);
+                self.at = end;
+                self.done = end == bytes.len();
+                Some(out)
+            }
+            Body::Members(m) => {
+                let marks = self.marks();
+                let mut out = Vec::with_capacity(size.min(self.len) + 1024);
+                if !self.started {
+                    out.extend_from_slice(&self.head());
+                    self.started = true;
+                }
+                let mut hex = const_hex::Buffer::<DIGEST_LEN>::new();
+                while self.at < m.masks.len() && out.len() < size {
+                    if self.at > 0 {
+                        out.extend_from_slice(marks.comma);
+                    }
+                    let mask = m.masks[self.at];
+                    out.extend_from_slice(marks.open);
+                    for (i, &(bit, is_madid)) in self.cells.iter().enumerate() {
+                        if i > 0 {
+                            out.extend_from_slice(marks.comma);
+                        }
+                        if mask & bit == 0 {
+                            out.extend_from_slice(marks.quote);
+                            out.extend_from_slice(marks.quote);
+                        } else if is_madid {
+                            let start = match self.madid_at {
+                                0 => 0,
+                                n => m.madid_ends.get(n - 1).copied().unwrap_or_default(),
+                            };
+                            let end = m.madid_ends.get(self.madid_at).copied().unwrap_or(start);
+                            self.put(
+                                &mut out,
+                                m.madids.as_bytes().get(start..end).unwrap_or_default(),
+                            );
+                            self.madid_at += 1;
+                        } else {
+                            let digest = m.digests.get(self.digest_at).unwrap_or(&[0; DIGEST_LEN]);
+                            self.digest_at += 1;
+                            out.extend_from_slice(marks.quote);
+                            out.extend_from_slice(hex.format(digest).as_bytes());
+                            out.extend_from_slice(marks.quote);
+                        }
+                    }
+                    out.extend_from_slice(marks.close);
+                    self.at += 1;
+                }
+                if self.at == m.masks.len() {
+                    self.put(&mut out, Self::TAIL);
+                    self.done = true;
+                }
+                Some(out)
+            }
+        }
     }
 }
 
@@ -101,20 +346,14 @@ impl Payload {
 /// assert!(builder.push(&member).is_none());
 /// assert!(builder.push(&AudienceMember::new()).is_none()); // unmatchable: skipped
 /// let full = builder.push(&member).unwrap();
-/// assert_eq!(full.as_json(), r#"{"schema":["MADID"],"data":[["abc"],["abc"]]}"#);
+/// assert_eq!(full.to_json(), r#"{"schema":["MADID"],"data":[["abc"],["abc"]]}"#);
 /// assert!(builder.finish().is_none());
 /// ```
 #[derive(Clone, Debug)]
 pub struct PayloadBuilder {
     batch_size: usize,
-    /// Per buffered row: its key mask.
-    rows: Vec<u16>,
-    /// The rows' digests back to back, in row and key order (hex-encoded only into the JSON).
-    digests: Vec<Digest>,
-    /// The rows' MADIDs, JSON-encoded with their quotes, back to back.
-    madids: String,
-    /// Where each MADID in `madids` ends.
-    madid_ends: Vec<usize>,
+    /// The rows of the next payload.
+    members: Members,
     /// Union of the buffered rows' key masks.
     keys: u16,
 }
@@ -131,10 +370,7 @@ impl PayloadBuilder {
         }
         Ok(PayloadBuilder {
             batch_size,
-            rows: Vec::with_capacity(batch_size),
-            digests: Vec::new(),
-            madids: String::new(),
-            madid_ends: Vec::new(),
+            members: Members::default(),
             keys: 0,
         })
     }
@@ -146,7 +382,7 @@ impl PayloadBuilder {
 
     /// Members buffered for the next payload.
     pub fn pending(&self) -> usize {
-        self.rows.len()
+        self.members.masks.len()
     }
 
     /// Adds a member (skipped when unmatchable); returns the payload when the batch is full.
@@ -154,21 +390,22 @@ impl PayloadBuilder {
         if !member.is_matchable() {
             return None;
         }
-        self.rows.push(member.key_mask());
+        let m = &mut self.members;
+        m.masks.push(member.key_mask());
         self.keys |= member.key_mask();
         let mut remaining = member.key_mask();
         while remaining != 0 {
             let key = MemberKey::ALL[remaining.trailing_zeros() as usize];
             remaining &= remaining - 1;
             if key == MemberKey::MADID {
-                write_json_str(&mut self.madids, member.madid().unwrap_or_default());
-                self.madid_ends.push(self.madids.len());
+                write_json_str(&mut m.madids, member.madid().unwrap_or_default());
+                m.madid_ends.push(m.madids.len());
             } else {
-                self.digests
+                m.digests
                     .push(member.digest(key).copied().unwrap_or([0; DIGEST_LEN]));
             }
         }
-        if self.rows.len() >= self.batch_size {
+        if m.masks.len() >= self.batch_size {
             self.take()
         } else {
             None
@@ -186,66 +423,27 @@ impl PayloadBuilder {
     }
 
     fn take(&mut self) -> Option<Payload> {
-        if self.rows.is_empty() {
+        if self.members.masks.is_empty() {
             return None;
         }
         let schema: Vec<MemberKey> = MemberKey::ALL
             .into_iter()
             .filter(|k| self.keys & (1 << k.index()) != 0)
             .collect();
-        let row_estimate = self.digests.len() * (HASH_HEX_LEN + 3)
-            + self.madids.len()
-            + self.rows.len() * (3 * schema.len() + 3);
-        let mut json = String::with_capacity(32 + schema.len() * 10 + row_estimate);
-        json.push_str("{\"schema\":[");
-        for (i, k) in schema.iter().enumerate() {
-            if i > 0 {
-                json.push(',');
-            }
-            json.push('"');
-            json.push_str(k.as_str());
-            json.push('"');
-        }
-        json.push_str("],\"data\":[");
-        let cells: Vec<(u16, bool)> = schema
-            .iter()
-            .map(|k| (1 << k.index(), *k == MemberKey::MADID))
-            .collect();
-        let mut digests = self.digests.iter();
-        let mut madid_start = 0;
-        let mut madid_ends = self.madid_ends.iter();
-        let mut hex = const_hex::Buffer::<DIGEST_LEN>::new();
-        for &mask in &self.rows {
-            json.push('[');
-            for &(bit, is_madid) in &cells {
-                if mask & bit == 0 {
-                    json.push_str("\"\",");
-                } else if is_madid {
-                    let end = madid_ends.next().copied().unwrap_or(madid_start);
-                    json.push_str(self.madids.get(madid_start..end).unwrap_or("\"\""));
-                    json.push(',');
-                    madid_start = end;
-                } else {
-                    json.push('"');
-                    json.push_str(hex.format(digests.next().unwrap_or(&[0; DIGEST_LEN])));
-                    json.push_str("\",");
-                }
-            }
-            // the row's last comma gives way to its bracket
-            if json.ends_with(',') {
-                json.pop();
-            }
-            json.push_str("],");
-        }
-        json.pop(); // the last row's comma
-        json.push_str("]}");
-        let rows = self.rows.len();
-        self.rows.clear();
-        self.digests.clear();
-        self.madids.clear();
-        self.madid_ends.clear();
+        // the next batch is sized like this one
+        let next = Members {
+            masks: Vec::with_capacity(self.members.masks.len()),
+            digests: Vec::with_capacity(self.members.digests.len()),
+            madids: String::with_capacity(self.members.madids.len()),
+            madid_ends: Vec::with_capacity(self.members.madid_ends.len()),
+        };
+        let members = std::mem::replace(&mut self.members, next);
         self.keys = 0;
-        Some(Payload::from_encoded(schema, rows, json))
+        Some(Payload {
+            schema,
+            rows: members.masks.len(),
+            body: Arc::new(Body::Members(members)),
+        })
     }
 
     /// Builds every payload of a stream of members (unmatchable ones skipped).
@@ -295,11 +493,11 @@ mod tests {
             &[vec!["ab".into(), "".into()]],
         );
         assert_eq!(
-            p.as_json(),
+            p.to_json(),
             r#"{"schema":["EMAIL","MADID"],"data":[["ab",""]]}"#
         );
         assert_eq!(p.len(), 1);
-        assert_eq!(Payload::from_encoded(vec![], 0, String::new()).len(), 0);
+        assert!(Payload::from_rows(vec![], &[]).is_empty());
     }
 
     fn member(pairs: &[(MemberKey, &str)]) -> AudienceMember {
@@ -364,7 +562,7 @@ mod tests {
             Payload::from_rows(schema1.clone(), &rows(&[&c], &schema1))
         );
         // parses back with the MADID intact
-        let v: serde_json::Value = serde_json::from_str(payloads[0].as_json()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&payloads[0].to_json()).unwrap();
         assert_eq!(v["data"][1][2], "id-\"q\"\\");
         assert_eq!(v["data"][0][2], "");
     }
@@ -433,7 +631,7 @@ mod tests {
             ),
             e = e
         );
-        assert_eq!(p.as_json(), expected);
+        assert_eq!(p.to_json(), expected);
     }
 
     #[test]
@@ -459,4 +657,82 @@ mod tests {
                 .is_none()
         );
     }
+
+    /// All of a text, written `size` bytes at a time; checks the announced length.
+    fn written(payload: &Payload, encoding: Encoding, size: usize) -> Vec<u8> {
+        let mut text = payload.text(encoding);
+        let announced = text.len();
+        let mut out = Vec::new();
+        while let Some(chunk) = text.next_chunk(size) {
+            out.extend_from_slice(&chunk);
+        }
+        assert!(text.next_chunk(size).is_none());
+        assert_eq!(
+            out.len(),
+            announced,
+            "announced length ({encoding:?}, {size})"
+        );
+        out
+    }
+
+    fn form_reference(json: &str) -> Vec<u8> {
+        url::form_urlencoded::byte_serialize(json.as_bytes())
+            .collect::<String>()
+            .into_bytes()
+    }
+
+    proptest::proptest! {
+        /// The builder's rows written as JSON are the JSON a generic serialiser writes, and
+        /// written for a form they are the url crate's encoding of that JSON, whatever the
+        /// piece size; every text is exactly as long as announced.
+        #[test]
+        fn texts_are_json_and_its_form_encoding(
+            rows in proptest::collection::vec(
+                (proptest::option::of("[a-z0-9@.]{1,12}"), proptest::option::of("\\PC{1,10}"), proptest::option::of("[0-9]{5}")),
+                1..40,
+            ),
+            size in proptest::prop_oneof![Just(1usize), 1usize..400, Just(usize::MAX)],
+        ) {
+            let mut builder = PayloadBuilder::new(MAX_BATCH_SIZE).unwrap();
+            let mut expected_rows = Vec::new();
+            for (email, madid, zip) in &rows {
+                let mut m = AudienceMember::new();
+                if let Some(e) = email { m.set_hash_of(MemberKey::EMAIL, e); }
+                if let Some(z) = zip { m.set_hash_of(MemberKey::ZIP, z); }
+                if let Some(id) = madid { m.set(MemberKey::MADID, id).unwrap(); }
+                assert!(builder.push(&m).is_none());
+                if m.is_matchable() {
+                    expected_rows.push(m);
+                }
+            }
+            let Some(payload) = builder.finish() else {
+                proptest::prop_assert!(expected_rows.is_empty());
+                return Ok(());
+            };
+            let schema = payload.schema().to_vec();
+            let reference = Payload::from_rows(
+                schema.clone(),
+                &expected_rows
+                    .iter()
+                    .map(|m| schema.iter().map(|k| cell(m, *k)).collect())
+                    .collect::<Vec<_>>(),
+            );
+            let json = reference.to_json();
+            proptest::prop_assert_eq!(&payload.to_json(), &json);
+            proptest::prop_assert_eq!(written(&payload, Encoding::Json, size), json.as_bytes().to_vec());
+            proptest::prop_assert_eq!(written(&payload, Encoding::Form, size), form_reference(&json));
+            proptest::prop_assert_eq!(written(&reference, Encoding::Form, size), form_reference(&json));
+        }
+    }
+
+    /// A member's cell as the wire has it: hex digest, MADID as given, or `""`.
+    fn cell(m: &AudienceMember, key: MemberKey) -> String {
+        if key == MemberKey::MADID {
+            m.madid().unwrap_or_default().to_owned()
+        } else {
+            m.digest(key).map(const_hex::encode).unwrap_or_default()
+        }
+    }
+
+    use proptest::prelude::Just;
 }

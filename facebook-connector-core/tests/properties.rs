@@ -181,7 +181,7 @@ proptest! {
             if i + 1 < payloads.len() {
                 prop_assert_eq!(payload.len(), batch_size);
             }
-            let v: Value = serde_json::from_str(payload.as_json()).unwrap();
+            let v: Value = serde_json::from_str(&payload.to_json()).unwrap();
             let schema: Vec<MemberKey> = v["schema"]
                 .as_array()
                 .unwrap()

@@ -319,7 +319,7 @@ impl Call {
 }
 
 fn payload_json() -> String {
-    payload().as_json().to_owned()
+    payload().to_json()
 }
 
 fn pairs_of(raw: &[u8]) -> Result<BTreeMap<String, String>, String> {

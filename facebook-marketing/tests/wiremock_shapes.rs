@@ -491,7 +491,7 @@ async fn add_and_remove_members_send_payload_and_session() {
         assert!(req.headers.get("transfer-encoding").is_none());
     }
     let add = form(&reqs[0]);
-    assert_eq!(add["payload"], payload().as_json());
+    assert_eq!(add["payload"], payload().to_json());
     let session_json: serde_json::Value = serde_json::from_str(&add["session"]).unwrap();
     assert_eq!(
         session_json,
@@ -504,7 +504,7 @@ async fn add_and_remove_members_send_payload_and_session() {
     assert_eq!(
         form(&reqs[1]),
         map(&[
-            ("payload", payload().as_json()),
+            ("payload", &payload().to_json()),
             ("access_token", TOKEN),
             ("appsecret_proof", &proof()),
         ])

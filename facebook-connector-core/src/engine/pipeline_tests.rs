@@ -77,7 +77,7 @@ impl RecordingSink {
 }
 
 fn rows_of(payload: &Payload) -> Vec<String> {
-    let value: serde_json::Value = serde_json::from_str(payload.as_json()).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&payload.to_json()).unwrap();
     value["data"]
         .as_array()
         .unwrap()

@@ -4,12 +4,14 @@
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use connector_resilience::{Attempt, Retry, contains_secret};
 use facebook_connector_core::domain::AdAccountId;
+use facebook_connector_core::form;
+use facebook_connector_core::payload::{Encoding, Payload, PayloadText};
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -44,7 +46,7 @@ pub(super) struct Call<'a> {
     pub(super) params: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     /// A large parameter sent last and form-encoded while the body is written (an upload's
     /// payload), so that no encoded copy of it is held per request.
-    pub(super) streamed: Option<(&'static str, Arc<String>)>,
+    pub(super) streamed: Option<(&'static str, Payload)>,
     pub(super) secret_params: Vec<(&'static str, &'a SecretString)>,
     pub(super) auth: Auth<'a>,
     /// The ad account whose custom-audience quota the call spends (audience creation and
@@ -79,7 +81,7 @@ impl<'a> Call<'a> {
     }
 
     /// Sets the large parameter that is streamed last (see [`Call::streamed`]).
-    pub(super) fn streamed(mut self, key: &'static str, value: Arc<String>) -> Self {
+    pub(super) fn streamed(mut self, key: &'static str, value: Payload) -> Self {
         self.streamed = Some((key, value));
         self
     }
@@ -145,16 +147,18 @@ impl GraphClient {
             .http
             .request(call.method.clone(), call.url.clone())
             .timeout(timeout);
+        let streamed_json;
         request = if call.method == Method::GET {
             if let Some((key, value)) = &call.streamed {
-                pairs.push((key, value.as_str()));
+                streamed_json = value.to_json();
+                pairs.push((key, streamed_json.as_str()));
             }
             request.query(&pairs)
         } else {
             let body = match &call.streamed {
                 None => reqwest::Body::from(form_body(&pairs)),
                 Some((key, value)) => {
-                    reqwest::Body::wrap(FormBody::new(&pairs, key, Arc::clone(value)))
+                    reqwest::Body::wrap(FormBody::new(&pairs, key, value.text(Encoding::Form)))
                 }
             };
             request
@@ -445,42 +449,40 @@ pub(super) fn form_body(pairs: &[(&str, &str)]) -> Vec<u8> {
         if i > 0 {
             out.push(b'&');
         }
-        form_encode_into(&mut out, key.as_bytes());
+        form::encode_into(&mut out, key.as_bytes());
         out.push(b'=');
-        form_encode_into(&mut out, value.as_bytes());
+        form::encode_into(&mut out, value.as_bytes());
     }
     out
 }
 
-/// A form body whose last value is encoded chunk by chunk as the body is written: what
-/// [`form_body`] of every pair would give, without holding the encoded value. Its exact length
-/// is known in advance, so it is sent with a `Content-Length`, like a buffered body.
+/// A form body whose last value (a payload) is written chunk by chunk, straight in the form
+/// encoding, as the body is sent: what [`form_body`] of every pair would give, without holding
+/// the encoded value. Its exact length is known in advance, so it is sent with a
+/// `Content-Length`, like a buffered body.
 struct FormBody {
     /// The other pairs and `key=`, encoded, until written.
     head: Option<bytes::Bytes>,
-    value: Arc<String>,
-    /// Bytes of `value` written so far.
-    pos: usize,
+    value: PayloadText,
     /// Encoded bytes not yet written.
     remaining: u64,
 }
 
-/// Bytes of the streamed value encoded per chunk of the body.
+/// Bytes of the streamed value written per chunk of the body.
 const STREAM_CHUNK: usize = 256 * 1024;
 
 impl FormBody {
-    fn new(pairs: &[(&str, &str)], key: &str, value: Arc<String>) -> FormBody {
+    fn new(pairs: &[(&str, &str)], key: &str, value: PayloadText) -> FormBody {
         let mut head = form_body(pairs);
         if !pairs.is_empty() {
             head.push(b'&');
         }
-        form_encode_into(&mut head, key.as_bytes());
+        form::encode_into(&mut head, key.as_bytes());
         head.push(b'=');
-        let remaining = (head.len() + form_encoded_len(value.as_bytes())) as u64;
+        let remaining = (head.len() + value.len()) as u64;
         FormBody {
             head: Some(head.into()),
             value,
-            pos: 0,
             remaining,
         }
     }
@@ -495,19 +497,12 @@ impl http_body::Body for FormBody {
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Infallible>>> {
         let this = &mut *self;
-        let chunk = match this.head.take() {
+        let chunk: bytes::Bytes = match this.head.take() {
             Some(head) => head,
-            None => {
-                let bytes = this.value.as_bytes();
-                if this.pos >= bytes.len() {
-                    return Poll::Ready(None);
-                }
-                let end = (this.pos + STREAM_CHUNK).min(bytes.len());
-                let mut out = Vec::with_capacity((end - this.pos) + (end - this.pos) / 4);
-                form_encode_into(&mut out, &bytes[this.pos..end]);
-                this.pos = end;
-                out.into()
-            }
+            None => match this.value.next_chunk(STREAM_CHUNK) {
+                Some(chunk) => chunk.into(),
+                None => return Poll::Ready(None),
+            },
         };
         this.remaining = this.remaining.saturating_sub(chunk.len() as u64);
         Poll::Ready(Some(Ok(http_body::Frame::data(chunk))))
@@ -520,69 +515,6 @@ impl http_body::Body for FormBody {
     fn size_hint(&self) -> http_body::SizeHint {
         http_body::SizeHint::with_exact(self.remaining)
     }
-}
-
-/// Length of `bytes` form-encoded: each byte that is neither safe nor a space takes three.
-fn form_encoded_len(bytes: &[u8]) -> usize {
-    // counted per 64-byte chunk in a byte-wide sum, which the compiler vectorises (a
-    // usize-wide sum over the whole value was 13% of the engine benchmark's CPU)
-    let escaped = |chunk: &[u8]| -> usize {
-        usize::from(
-            chunk
-                .iter()
-                .map(|&b| u8::from(!form_safe(b) & (b != b' ')))
-                .fold(0u8, u8::wrapping_add),
-        )
-    };
-    let chunks = bytes.chunks_exact(64);
-    let tail = escaped(chunks.remainder());
-    let escaped: usize = chunks.map(escaped).sum::<usize>() + tail;
-    bytes.len() + 2 * escaped
-}
-
-/// Whether `b` stands for itself in a form body (WHATWG URL, urlencoded serializer: ASCII
-/// alphanumerics and `*-._`), by comparisons, which the compiler vectorises over a chunk.
-#[inline(always)]
-fn form_safe(b: u8) -> bool {
-    ((b | 0x20).wrapping_sub(b'a') < 26)
-        | (b.wrapping_sub(b'0') < 10)
-        | (b == b'*')
-        | (b == b'-')
-        | (b == b'.')
-        | (b == b'_')
-}
-
-/// Bytes checked at once when skipping a run of safe bytes (hex digests are 64 long).
-const SAFE_CHUNK: usize = 16;
-
-fn form_encode_into(out: &mut Vec<u8>, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut run = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        // skip whole chunks of safe bytes, then look at the bytes one by one
-        while let Some(chunk) = bytes.get(i..i + SAFE_CHUNK)
-            && chunk.iter().fold(true, |all, &b| all & form_safe(b))
-        {
-            i += SAFE_CHUNK;
-        }
-        let end = (i + SAFE_CHUNK).min(bytes.len());
-        while i < end {
-            let b = bytes[i];
-            i += 1;
-            if form_safe(b) {
-                continue;
-            }
-            out.extend_from_slice(&bytes[run..i - 1]);
-            if b == b' ' {
-                out.push(b'+');
-            } else {
-                out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
-            }
-            run = i;
-        }
-    }
-    out.extend_from_slice(&bytes[run..]);
 }
 
 #[cfg(test)]
@@ -623,60 +555,43 @@ mod form_tests {
                 pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             prop_assert_eq!(form_body(&pairs), reference(&pairs));
         }
-
-        /// Long runs of safe bytes with unsafe ones anywhere, chunk boundaries included (the
-        /// shape of a payload: hex digests between JSON delimiters).
-        #[test]
-        fn payload_like_values_encode_as_the_url_crate_does(
-            value in "[a-f0-9]{0,70}([\\[\\]\",:{} é*._-][a-f0-9]{0,70}){0,12}"
-        ) {
-            let pairs = [("payload", value.as_str())];
-            prop_assert_eq!(form_body(&pairs), reference(&pairs));
-        }
     }
 
     /// The streamed body is the buffered one, chunk after chunk, with its exact length.
     #[tokio::test]
     async fn a_streamed_value_is_sent_as_the_buffered_body() {
+        use facebook_connector_core::member::{AudienceMember, MemberKey};
+        use facebook_connector_core::payload::{Encoding, Payload, PayloadBuilder};
         use http_body::Body as _;
         use http_body_util::BodyExt as _;
-        let big: String = (0..40_000)
-            .map(|i| format!("[\"{i:064x}\",\"\"],"))
-            .collect::<String>()
-            + "é &=%+";
-        for pairs in [
-            vec![],
-            vec![("session", "{\"a\":1}"), ("access_token", "t/+=")],
+        let mut builder = PayloadBuilder::new(10_000).unwrap();
+        for i in 0..9_999 {
+            let mut member = AudienceMember::new();
+            member.set(MemberKey::EMAIL, &format!("{i:064x}")).unwrap();
+            if i % 3 == 0 {
+                member
+                    .set(MemberKey::MADID, &format!("id é&=%+ {i}"))
+                    .unwrap();
+            }
+            assert!(builder.push(&member).is_none());
+        }
+        let built = builder.finish().unwrap();
+        let given = Payload::from_rows(vec![MemberKey::MADID], &[vec!["é &=%+".into()]]);
+        for (payload, pairs) in [
+            (&built, vec![]),
+            (
+                &given,
+                vec![("session", "{\"a\":1}"), ("access_token", "t/+=")],
+            ),
         ] {
-            let body = super::FormBody::new(&pairs, "payload", std::sync::Arc::new(big.clone()));
+            let body = super::FormBody::new(&pairs, "payload", payload.text(Encoding::Form));
             let announced = body.size_hint().exact();
             let collected = body.collect().await.unwrap().to_bytes();
+            let json = payload.to_json();
             let mut all = pairs.clone();
-            all.push(("payload", &big));
+            all.push(("payload", &json));
             assert_eq!(collected, reference(&all));
             assert_eq!(announced, Some(collected.len() as u64));
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn the_encoded_length_is_counted_exactly(value in ".{0,300}") {
-            let pairs = [("k", value.as_str())];
-            prop_assert_eq!(super::form_encoded_len(value.as_bytes()) + 2, reference(&pairs).len());
-        }
-    }
-
-    /// Every byte alone is encoded as the url crate encodes it (bytes from 0x80 up only occur
-    /// inside UTF-8 sequences, which are never safe).
-    #[test]
-    fn every_byte_is_classified_as_the_url_crate_does() {
-        for b in 0..=127u8 {
-            let value = char::from(b).to_string();
-            let pairs = [("k", value.as_str())];
-            assert_eq!(form_body(&pairs), reference(&pairs), "byte {b}");
-        }
-        for b in 128..=255u8 {
-            assert!(!super::form_safe(b), "byte {b}");
         }
     }
 }

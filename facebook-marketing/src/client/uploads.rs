@@ -63,7 +63,7 @@ impl GraphClient {
             Auth::User(token),
         )
         .for_ad_account(&target.ad_account)
-        .streamed("payload", payload.shared_json())
+        .streamed("payload", payload.clone())
         .param("session", session_json(session));
         call.retry_unknown_alias = true;
         let outcome = match self.fetch::<UploadResponse>(&call).await {
@@ -104,7 +104,7 @@ impl GraphClient {
             Auth::User(token),
         )
         .for_ad_account(&target.ad_account)
-        .streamed("payload", payload.shared_json());
+        .streamed("payload", payload.clone());
         let answer: UploadResponse = self.fetch(&call).await?;
         Ok(Received {
             received: answer.num_received,
