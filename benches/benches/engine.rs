@@ -66,7 +66,7 @@ struct Harness {
     ad_account: facebook_connector_core::domain::AdAccountId,
     connection: facebook_connector_core::domain::ConnectionId,
     dataset: DatasetId,
-    files: Vec<Vec<u8>>,
+    files: Vec<bytes::Bytes>,
     format: Format,
     worker: Child,
     clock_ticks: f64,
@@ -114,17 +114,17 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn files(format: Format) -> Vec<Vec<u8>> {
+fn files(format: Format) -> Vec<bytes::Bytes> {
     let dir = tempfile::tempdir().unwrap();
     (0..FILES)
         .map(|i| {
             let generated = records(1_000 + i as u64, RECORDS_PER_FILE);
             match format {
-                Format::Json => json_lines(&generated, true),
+                Format::Json => json_lines(&generated, true).into(),
                 Format::Parquet => {
                     let path = dir.path().join(format!("{i}.parquet"));
                     write_parquet(&generated, &path, 8_192, Compression::SNAPPY).unwrap();
-                    std::fs::read(path).unwrap()
+                    std::fs::read(path).unwrap().into()
                 }
             }
         })
@@ -132,7 +132,12 @@ fn files(format: Format) -> Vec<Vec<u8>> {
 }
 
 impl Harness {
-    async fn start(format: Format, backend: Backend, mode: Mode, files: Vec<Vec<u8>>) -> Harness {
+    async fn start(
+        format: Format,
+        backend: Backend,
+        mode: Mode,
+        files: Vec<bytes::Bytes>,
+    ) -> Harness {
         let db = match backend {
             Backend::Sqlite => TestDb::sqlite().await,
             Backend::Postgres => TestDb::postgres().await,

@@ -137,15 +137,21 @@ fn collect_params(uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Params {
 /// bytes whole: an upload's ~10 MB body is mostly hex digits, and decoding it byte by byte cost
 /// the engine benchmark more CPU in the fake than the worker spent producing it.
 fn parse_form(body: &[u8]) -> impl Iterator<Item = (String, String)> + '_ {
-    body.split(|&b| b == b'&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (name, value) = match pair.iter().position(|&b| b == b'=') {
-                Some(i) => (&pair[..i], &pair[i + 1..]),
-                None => (pair, &pair[pair.len()..]),
-            };
-            (form_decode(name), form_decode(value))
-        })
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'&', body).chain(std::iter::once(body.len()));
+    ends.map(move |end| {
+        let pair = &body[start..end];
+        start = end + 1;
+        pair
+    })
+    .filter(|p| !p.is_empty())
+    .map(|pair| {
+        let (name, value) = match memchr::memchr(b'=', pair) {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &pair[pair.len()..]),
+        };
+        (form_decode(name), form_decode(value))
+    })
 }
 
 fn form_decode(bytes: &[u8]) -> String {
@@ -154,40 +160,22 @@ fn form_decode(bytes: &[u8]) -> String {
     }
     let mut out = Vec::with_capacity(bytes.len());
     let mut run = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        // skip whole chunks without an escape (compared at once: the compiler vectorises it)
-        while let Some(chunk) = bytes.get(i..i + 16)
-            && chunk
-                .iter()
-                .fold(true, |plain, &b| plain & (b != b'%') & (b != b'+'))
-        {
-            i += 16;
+    // the escapes are found with memchr's vectorised search
+    for i in memchr::memchr2_iter(b'%', b'+', bytes) {
+        if i < run {
+            continue; // inside an escape decoded already
         }
-        let Some(&b) = bytes.get(i) else {
-            break;
-        };
-        match b {
-            b'+' => {
-                out.extend_from_slice(&bytes[run..i]);
-                out.push(b' ');
-                i += 1;
-                run = i;
-            }
-            b'%' => {
-                let decoded = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| Some(hex(h[0])? << 4 | hex(h[1])?));
-                if let Some(byte) = decoded {
-                    out.extend_from_slice(&bytes[run..i]);
-                    out.push(byte);
-                    i += 3;
-                    run = i;
-                } else {
-                    i += 1;
-                }
-            }
-            _ => i += 1,
+        if bytes[i] == b'+' {
+            out.extend_from_slice(&bytes[run..i]);
+            out.push(b' ');
+            run = i + 1;
+        } else if let Some(byte) = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| Some(hex(h[0])? << 4 | hex(h[1])?))
+        {
+            out.extend_from_slice(&bytes[run..i]);
+            out.push(byte);
+            run = i + 3;
         }
     }
     out.extend_from_slice(&bytes[run..]);
