@@ -696,6 +696,45 @@ async fn a_busy_profile_does_not_starve_a_lone_file(db: Db) {
     );
 }
 
+/// The files of a new target claimed together wait in place for the one job creating its
+/// audience: none hands its slot back (before, each deferred for a 2-second recheck).
+async fn files_of_a_new_target_wait_for_its_audience_in_place(db: Db) {
+    let world = World::new(db).await;
+    let profile = world.profile(1).await;
+    let mut delivery = LegacyDelivery::new(profile.id, subscription(), batch());
+    let mut expected = Vec::new();
+    for i in 0..4 {
+        let file = legacy_lines(200 + i, 120);
+        expected.extend(expected_members(&file, RecordFormat::Legacy, false));
+        delivery = delivery.file(format!("part-{i:04}.jsonl"), file);
+    }
+    expected.sort();
+    world.market.add_legacy_delivery(delivery);
+    world
+        .graph
+        .set_latency_for(Endpoint::CreateAudience, Duration::from_millis(300));
+    let reports = Arc::new(Reports::default());
+    let mut config = world.config("w1");
+    config.concurrency = 4;
+    let engine = world.engine(config, reports.clone());
+    while engine.follow_feed_once().await.unwrap().recorded > 0 {}
+    world.run_until_idle(&engine, WAIT).await;
+    let audience = only_audience(&world, &profile).await;
+    assert_eq!(world.audience_members(&audience.id), expected);
+    let ends: Vec<JobEnd> = reports
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.end.clone())
+        .collect();
+    assert_eq!(
+        ends,
+        vec![JobEnd::Delivered; 4],
+        "every job ran once, to the end"
+    );
+}
+
 on_both_databases!(
     legacy_delivery_reaches_a_new_audience,
     snapshot_appended_goes_to_the_connection_audience,
@@ -709,6 +748,7 @@ on_both_databases!(
     a_marketplace_outage_is_waited_out,
     a_revoked_customer_does_not_delay_another,
     a_busy_profile_does_not_starve_a_lone_file,
+    files_of_a_new_target_wait_for_its_audience_in_place,
 );
 
 /// Two engines (two workers) on one PostgreSQL: each file delivered once, one audience per
