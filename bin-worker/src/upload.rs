@@ -461,7 +461,11 @@ impl Terminal {
     }
 
     fn update(&mut self) {
-        let message = format!("{} batches · {} members sent", self.batches, self.members);
+        let message = format!(
+            "{} · {} members sent",
+            crate::demo::counted(self.batches, "batch", "batches"),
+            self.members
+        );
         if let Some(bar) = &self.bar {
             if let Some(estimate) = self.estimate {
                 bar.set_length(estimate.max(self.records));
@@ -583,9 +587,9 @@ impl Report<'_> {
         }
         let _ = writeln!(
             s,
-            "members sent: {} in {} batches (upload session {}{})",
+            "members sent: {} in {} (upload session {}{})",
             c.members_sent,
-            self.progress.batches,
+            crate::demo::counted(self.progress.batches, "batch", "batches"),
             self.session_id,
             if cp.session_index > 0 {
                 format!(", continued in {} more", cp.session_index)

@@ -10,6 +10,7 @@ mod data;
 mod profiles;
 mod progress;
 mod report;
+pub use report::counted;
 mod scenario;
 mod verdict;
 

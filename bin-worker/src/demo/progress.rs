@@ -150,8 +150,10 @@ impl DemoProgress {
 
     fn update(&self, state: &mut State) {
         let message = format!(
-            "{} batches, {}/{} files",
-            state.batches, state.delivered, self.total_files
+            "{}, {}/{} files",
+            super::report::counted(state.batches, "batch", "batches"),
+            state.delivered,
+            self.total_files
         );
         if let Some(bar) = &self.bar {
             bar.set_position(state.members.min(self.total_members));

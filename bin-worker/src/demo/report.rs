@@ -48,6 +48,11 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// `1 batch`, `2 batches`: a count with its noun.
+pub fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 const COLUMNS: [&str; 9] = [
     "FILE",
     "STATUS",
@@ -280,13 +285,13 @@ impl Report<'_> {
         let _ = writeln!(out, "\ntotal");
         let _ = writeln!(
             out,
-            "  {} files, {} records ({} rejected lines, {} unmatchable), {} members sent in {} batches",
+            "  {} files, {} records ({} rejected lines, {} unmatchable), {} members sent in {}",
             files.count(),
             thousands(records),
             thousands(rejected),
             thousands(unmatchable),
             thousands(sent),
-            self.batches
+            counted(self.batches, "batch", "batches")
         );
         let _ = writeln!(
             out,
@@ -357,6 +362,13 @@ impl Report<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_agree_with_their_noun() {
+        assert_eq!(counted(1, "batch", "batches"), "1 batch");
+        assert_eq!(counted(0, "batch", "batches"), "0 batches");
+        assert_eq!(counted(2, "batch", "batches"), "2 batches");
+    }
 
     #[test]
     fn thousands_are_separated() {
