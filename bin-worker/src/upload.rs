@@ -546,10 +546,15 @@ impl Report<'_> {
 
     fn stopped(&self, cp: &Checkpoint) -> String {
         let mut s = format!(
-            "stopped: {} batches of {} were acknowledged before the interruption; the rest of \
-             the file was not sent\n",
-            self.progress.batches,
-            self.file.display()
+            "stopped: {} of {} {} acknowledged before the interruption; the rest of the file was \
+             not sent\n",
+            crate::demo::counted(self.progress.batches, "batch", "batches"),
+            self.file.display(),
+            if self.progress.batches == 1 {
+                "was"
+            } else {
+                "were"
+            }
         );
         self.counters(&mut s, cp, None);
         s.push_str("running `upload` again sends the whole file again, in a new upload session\n");
@@ -558,9 +563,14 @@ impl Report<'_> {
 
     fn failed(&self, cp: &Checkpoint) -> String {
         let mut s = format!(
-            "failed: {} batches of {} were acknowledged before the error\n",
-            self.progress.batches,
-            self.file.display()
+            "failed: {} of {} {} acknowledged before the error\n",
+            crate::demo::counted(self.progress.batches, "batch", "batches"),
+            self.file.display(),
+            if self.progress.batches == 1 {
+                "was"
+            } else {
+                "were"
+            }
         );
         self.counters(&mut s, cp, None);
         s
