@@ -281,8 +281,13 @@ pub fn display_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut line = error.to_string();
     let mut cause = error.source();
     while let Some(c) = cause {
-        line.push_str(": ");
-        line.push_str(&c.to_string());
+        // a cause whose message the line already holds (an error that prints its source
+        // as part of its own message) adds nothing but a repetition
+        let message = c.to_string();
+        if !message.is_empty() && !line.contains(&message) {
+            line.push_str(": ");
+            line.push_str(&message);
+        }
         cause = c.source();
     }
     line
@@ -294,6 +299,30 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chains_name_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("reading the file: {source}")]
+        struct Repeats {
+            source: std::io::Error,
+        }
+        #[derive(Debug, thiserror::Error)]
+        #[error("delivery failed")]
+        struct Outer {
+            #[source]
+            source: Repeats,
+        }
+        let error = Outer {
+            source: Repeats {
+                source: std::io::Error::other("disk full"),
+            },
+        };
+        assert_eq!(
+            display_chain(&error),
+            "delivery failed: reading the file: disk full"
+        );
+    }
 
     #[test]
     fn classification_drives_retries() {
