@@ -544,17 +544,21 @@ impl Report<'_> {
         s
     }
 
+    /// "3 batches of FILE were acknowledged", in agreement with the count.
+    fn acknowledged(&self) -> String {
+        let batches = self.progress.batches;
+        format!(
+            "{} of {} {} acknowledged",
+            crate::demo::counted(batches, "batch", "batches"),
+            self.file.display(),
+            if batches == 1 { "was" } else { "were" }
+        )
+    }
+
     fn stopped(&self, cp: &Checkpoint) -> String {
         let mut s = format!(
-            "stopped: {} of {} {} acknowledged before the interruption; the rest of the file was \
-             not sent\n",
-            crate::demo::counted(self.progress.batches, "batch", "batches"),
-            self.file.display(),
-            if self.progress.batches == 1 {
-                "was"
-            } else {
-                "were"
-            }
+            "stopped: {} before the interruption; the rest of the file was not sent\n",
+            self.acknowledged()
         );
         self.counters(&mut s, cp, None);
         s.push_str("running `upload` again sends the whole file again, in a new upload session\n");
@@ -562,16 +566,7 @@ impl Report<'_> {
     }
 
     fn failed(&self, cp: &Checkpoint) -> String {
-        let mut s = format!(
-            "failed: {} of {} {} acknowledged before the error\n",
-            crate::demo::counted(self.progress.batches, "batch", "batches"),
-            self.file.display(),
-            if self.progress.batches == 1 {
-                "was"
-            } else {
-                "were"
-            }
-        );
+        let mut s = format!("failed: {} before the error\n", self.acknowledged());
         self.counters(&mut s, cp, None);
         s
     }

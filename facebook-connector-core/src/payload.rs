@@ -147,14 +147,15 @@ pub struct PayloadText {
     payload: Payload,
     encoding: Encoding,
     len: usize,
-    /// Written so far: the head (schema) is written with the first piece.
-    started: bool,
+    /// Members: the schema and the opening of the data, encoded; written with the first piece.
+    head: Option<Vec<u8>>,
     done: bool,
     /// Given JSON: bytes of it written. Members: rows written.
     at: usize,
-    /// Members: digests and MADIDs written.
+    /// Members: digests and MADIDs written, and where the next MADID starts in `madids`.
     digest_at: usize,
     madid_at: usize,
+    madid_start: usize,
     /// Members: per schema key, its bit and whether it is the MADID.
     cells: Vec<(u16, bool)>,
 }
@@ -170,13 +171,17 @@ impl PayloadText {
             payload,
             encoding,
             len: 0,
-            started: false,
+            head: None,
             done: false,
             at: 0,
             digest_at: 0,
             madid_at: 0,
+            madid_start: 0,
             cells,
         };
+        if matches!(*text.payload.body, Body::Members(_)) {
+            text.head = Some(text.encoded_head());
+        }
         text.len = text.count();
         text
     }
@@ -213,7 +218,7 @@ impl PayloadText {
         }
     }
 
-    fn head(&self) -> Vec<u8> {
+    fn encoded_head(&self) -> Vec<u8> {
         let mut json = String::from("{\"schema\":[");
         for (i, k) in self.payload.schema.iter().enumerate() {
             if i > 0 {
@@ -248,7 +253,7 @@ impl PayloadText {
                         self.put_len(m.madids.as_bytes().get(start..end).unwrap_or_default());
                     start = end;
                 }
-                self.head().len()
+                self.head.as_ref().map_or(0, Vec::len)
                     + rows * (marks.open.len() + marks.close.len())
                     + (cells - rows) * marks.comma.len()
                     + rows.saturating_sub(1) * marks.comma.len()
@@ -266,8 +271,8 @@ impl PayloadText {
         if self.done {
             return None;
         }
-        let payload = self.payload.clone();
-        match &*payload.body {
+        let body = Arc::clone(&self.payload.body);
+        match &*body {
             Body::Json(json) => {
                 let bytes = json.as_bytes();
                 let end = self.at.saturating_add(size).min(bytes.len());
@@ -280,9 +285,8 @@ impl PayloadText {
             Body::Members(m) => {
                 let marks = self.marks();
                 let mut out = Vec::with_capacity(size.min(self.len) + 1024);
-                if !self.started {
-                    out.extend_from_slice(&self.head());
-                    self.started = true;
+                if let Some(head) = self.head.take() {
+                    out.extend_from_slice(&head);
                 }
                 let mut hex = const_hex::Buffer::<DIGEST_LEN>::new();
                 while self.at < m.masks.len() && out.len() < size {
@@ -299,16 +303,14 @@ impl PayloadText {
                             out.extend_from_slice(marks.quote);
                             out.extend_from_slice(marks.quote);
                         } else if is_madid {
-                            let start = match self.madid_at {
-                                0 => 0,
-                                n => m.madid_ends.get(n - 1).copied().unwrap_or_default(),
-                            };
+                            let start = self.madid_start;
                             let end = m.madid_ends.get(self.madid_at).copied().unwrap_or(start);
                             self.put(
                                 &mut out,
                                 m.madids.as_bytes().get(start..end).unwrap_or_default(),
                             );
                             self.madid_at += 1;
+                            self.madid_start = end;
                         } else {
                             let digest = m.digests.get(self.digest_at).unwrap_or(&[0; DIGEST_LEN]);
                             self.digest_at += 1;

@@ -161,10 +161,8 @@ fn form_decode(bytes: &[u8]) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut run = 0;
     // the escapes are found with memchr's vectorised search
+    // (an escape's two hex digits are never `%` or `+`, so no hit falls inside one decoded)
     for i in memchr::memchr2_iter(b'%', b'+', bytes) {
-        if i < run {
-            continue; // inside an escape decoded already
-        }
         if bytes[i] == b'+' {
             out.extend_from_slice(&bytes[run..i]);
             out.push(b' ');
